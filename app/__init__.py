@@ -1,0 +1,28 @@
+"""Exceptao: policy exceptions on the record."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from app.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    from app.db import open_pool
+    from app.views import register_blueprints
+
+    app = Quart(__name__)
+    app.config["EXCEPTAO"] = settings or Settings.from_env()
+
+    @app.before_serving
+    async def open_database() -> None:
+        app.extensions["pool"] = await open_pool(app.config["EXCEPTAO"])
+
+    @app.after_serving
+    async def close_database() -> None:
+        pool = app.extensions.pop("pool", None)
+        if pool is not None:
+            await pool.close()
+
+    register_blueprints(app)
+    return app

@@ -1,0 +1,89 @@
+"""Recording audit events: the only way application code writes to the chain.
+
+Every change of state is followed, in the same transaction, by one call to
+`record`. It calls the database function audit_append (owned by the
+audit_writer role); the chain trigger assigns seq, occurred_at and the hashes.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.audit.canonical import NotCanonicalizable, canonical
+
+_ACTOR = re.compile(r"^(user|system|vendor):[A-Za-z0-9_.:-]+$")
+
+
+class AuditAction(str, enum.Enum):
+    """Event names, `domain:subject:verb`."""
+
+    TENANT_CREATE = "tenant:tenant:create"
+    USER_CREATE = "identity:user:create"
+
+
+@dataclass(frozen=True)
+class Target:
+    type: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Pii:
+    """Who did it, kept outside the chain; the chain holds a salted commitment."""
+
+    email: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def as_json(self) -> str:
+        if self.ip is not None:
+            ipaddress.ip_address(self.ip)  # ValueError for anything but an address
+        return json.dumps({"email": self.email, "ip": self.ip, "ua": self.user_agent})
+
+
+def user_actor(user_id: object) -> str:
+    return f"user:{user_id}"
+
+
+def system_actor(job: str) -> str:
+    return f"system:{job}"
+
+
+async def record(
+    conn: asyncpg.Connection,
+    action: AuditAction,
+    *,
+    actor: str,
+    target: Target | None = None,
+    data: dict | None = None,
+    pii: Pii | None = None,
+) -> int:
+    """Append one event to the current tenant's chain; returns its seq.
+
+    `conn` must be inside a tenant transaction; the caller owns it, so the event
+    commits or rolls back with the change it records.
+    """
+    action = AuditAction(action)
+    if not _ACTOR.match(actor):
+        raise ValueError(f"actor {actor!r} is not user:<id>, system:<job> or vendor:<id>")
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise NotCanonicalizable("event data must be a JSON object")
+    canonical(data)  # refuse what RFC 8785 cannot represent before it reaches the trigger
+    return await conn.fetchval(
+        "SELECT audit_append($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+        actor,
+        action.value,
+        target.type if target else None,
+        str(target.id) if target else None,
+        json.dumps(data, ensure_ascii=False, allow_nan=False),
+        pii.as_json() if pii else None,
+        secrets.token_bytes(32) if pii else None,
+    )

@@ -1,0 +1,166 @@
+"""The `exceptao` command: serve, migrate, tenant create, verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import asyncpg
+
+from app.config import Settings
+
+
+@contextmanager
+def admin_database(settings: Settings) -> Iterator[Settings]:
+    """Settings with an administrator URL: DATABASE_URL, or the embedded server (stopped on exit)."""
+    if settings.database_url:
+        yield settings
+        return
+    from app.embedded import EmbeddedDatabase
+
+    embedded = EmbeddedDatabase(settings.data_dir)
+    try:
+        yield settings.with_database(embedded.start())
+    finally:
+        embedded.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="exceptao", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, help="data directory for the embedded database and local files")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, seed the demo tenant on first run, and serve")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-demo", action="store_true", help="do not create the demo tenant acme")
+
+    commands.add_parser("migrate", help="apply pending SQL migrations")
+
+    tenant = commands.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_command", required=True)
+    create = tenant.add_parser("create", help="create a tenant")
+    create.add_argument("slug")
+    create.add_argument("--name", required=True)
+    create.add_argument("--public", action="store_true", help="list its chain status on /api/audit/public")
+
+    verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
+    verify.add_argument("--tenant", required=True, metavar="SLUG")
+
+    # Options may follow the sub-command too: `exceptao serve --data-dir D`.
+    for sub in (serve,):
+        sub.add_argument("--data-dir", type=Path, dest="sub_data_dir", help=argparse.SUPPRESS)
+
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    data_dir = getattr(args, "sub_data_dir", None) or args.data_dir
+    if data_dir:
+        settings = replace(settings, data_dir=data_dir)
+
+    try:
+        if args.command == "serve":
+            settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
+            with admin_database(settings) as settings:
+                asyncio.run(_serve(settings, demo=not args.no_demo))
+            print("Exceptao stopped; the database was shut down cleanly.", flush=True)
+            return 0
+        with admin_database(settings) as settings:
+            if args.command == "migrate":
+                return asyncio.run(_migrate(settings))
+            if args.command == "tenant":
+                return asyncio.run(_tenant_create(settings, args.slug, args.name, args.public))
+            if args.command == "verify":
+                return asyncio.run(_verify(settings, args.tenant))
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+async def _migrate(settings: Settings) -> int:
+    from app.migrations import MigrationError, migrate
+
+    try:
+        ran = await migrate(settings.database_url)
+    except MigrationError as exc:
+        print(f"migration refused: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(f"applied {name}" for name in ran) or "nothing to apply: the schema is current")
+    return 0
+
+
+async def _tenant_create(settings: Settings, slug: str, name: str, public: bool) -> int:
+    from app.audit.events import system_actor
+    from app.tenants import TenantError, create_tenant
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        tenant = await create_tenant(conn, slug, name, actor=system_actor("cli"), audit_public=public)
+    except TenantError as exc:
+        print(f"tenant not created: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(json.dumps({"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name}))
+    return 0
+
+
+async def _verify(settings: Settings, slug: str) -> int:
+    from app.audit.verify import verify_chain
+    from app.db import open_pool
+    from app.tenants import tenant_by_slug
+
+    pool = await open_pool(settings)
+    try:
+        tenant = await tenant_by_slug(pool, slug.lower())
+        if tenant is None:
+            print(f"no tenant {slug!r}", file=sys.stderr)
+            return 2
+        verdict = await verify_chain(pool, tenant.id, batch=settings.verify_batch)
+    finally:
+        await pool.close()
+    print(json.dumps(verdict.as_json()))
+    return 0 if verdict.ok else 1
+
+
+async def _serve(settings: Settings, *, demo: bool) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from app import create_app
+    from app.demo import DEMO_SLUG, credentials_file, seed_demo
+    from app.migrations import migrate
+
+    await migrate(settings.database_url)
+    logins = await seed_demo(settings.database_url, settings.data_dir) if demo else None
+
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    url = f"http://{settings.host}:{settings.port}/"
+    print(f"Exceptao is serving on {url}", flush=True)
+    if demo:
+        print(f"Demo tenant: {DEMO_SLUG}. Verify its audit chain: curl -H 'X-Tenant: {DEMO_SLUG}' {url}api/audit/verify")
+        if logins:
+            print("Demo users (passwords are shown once and kept in "
+                  f"{credentials_file(settings.data_dir)}):")
+            for login in logins:
+                print(f"  {login.email}  password: {login.password}")
+        else:
+            print(f"Sign in as a demo user; the passwords are in {credentials_file(settings.data_dir)}")
+    print("Press Ctrl-C to stop.", flush=True)
+    await serve(create_app(settings), config, shutdown_trigger=stop.wait)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Settings, all from environment variables. This module is the one place they are documented.
+
+| variable | default | meaning |
+|---|---|---|
+| DATABASE_URL | unset: embedded PostgreSQL | administrator URL: migrations, tenant creation. Must be a superuser (roles, BYPASSRLS). |
+| APP_DATABASE_URL | DATABASE_URL with user exceptao_app, no password | the runtime pool; connects as the app role |
+| EXCEPTAO_DATA_DIR | per-user data dir (platformdirs) | embedded database and local files |
+| EXCEPTAO_HOST | 127.0.0.1 | address `exceptao serve` binds (ingress is outbound-only) |
+| EXCEPTAO_PORT | 8080 | port `exceptao serve` binds |
+| EXCEPTAO_BASE_DOMAIN | localhost | tenants are also found by host: <slug>.<base domain> |
+| DATABASE_POOL_MIN / DATABASE_POOL_MAX | 1 / 10 | runtime pool size |
+| DATABASE_STATEMENT_CACHE | 100 | asyncpg prepared statements per connection; 0 behind pgbouncer (transaction pooling) |
+| EXCEPTAO_VERIFY_BATCH | 20000 | rows the verifier reads per round trip |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import platformdirs
+
+APP_ROLE = "exceptao_app"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("exceptao", appauthor=False))
+
+
+def url_for_role(url: str, role: str, password: str | None = None) -> str:
+    """The same server and database as `url`, signed in as `role`."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = role + (f":{password}" if password else "") + "@" + host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    app_database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_domain: str = "localhost"
+    pool_min: int = 1
+    pool_max: int = 10
+    statement_cache: int = 100
+    verify_batch: int = 20000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            app_database_url=env.get("APP_DATABASE_URL") or None,
+            data_dir=Path(env["EXCEPTAO_DATA_DIR"]) if env.get("EXCEPTAO_DATA_DIR") else defaults.data_dir,
+            host=env.get("EXCEPTAO_HOST", defaults.host),
+            port=int(env.get("EXCEPTAO_PORT", defaults.port)),
+            base_domain=env.get("EXCEPTAO_BASE_DOMAIN", defaults.base_domain),
+            pool_min=int(env.get("DATABASE_POOL_MIN", defaults.pool_min)),
+            pool_max=int(env.get("DATABASE_POOL_MAX", defaults.pool_max)),
+            statement_cache=int(env.get("DATABASE_STATEMENT_CACHE", defaults.statement_cache)),
+            verify_batch=int(env.get("EXCEPTAO_VERIFY_BATCH", defaults.verify_batch)),
+        )
+
+    def with_database(self, admin_url: str) -> "Settings":
+        return replace(self, database_url=admin_url)
+
+    @property
+    def runtime_database_url(self) -> str:
+        if self.app_database_url:
+            return self.app_database_url
+        if not self.database_url:
+            raise RuntimeError("no database configured: set DATABASE_URL or use `exceptao serve`")
+        return url_for_role(self.database_url, APP_ROLE)

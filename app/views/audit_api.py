@@ -1,0 +1,63 @@
+"""The auditor's API: chain verification and the public chain status."""
+
+from __future__ import annotations
+
+from quart import Blueprint, abort, jsonify, request
+
+from app.audit.verify import verify_chain
+from app.db import tenant_transaction
+from app.tenants import Tenant, public_tenants, tenant_by_slug
+from app.views import pool, settings
+
+blueprint = Blueprint("audit_api", __name__, url_prefix="/api/audit")
+
+
+def requested_slug() -> str | None:
+    """The tenant from X-Tenant, or from the host <slug>.<base domain>."""
+    header = request.headers.get("X-Tenant")
+    if header:
+        return header.strip().lower()
+    host = (request.host or "").split(":")[0].lower()
+    suffix = "." + settings().base_domain.lower()
+    if host.endswith(suffix):
+        return host[: -len(suffix)]
+    return None
+
+
+async def requested_tenant() -> Tenant:
+    slug = requested_slug()
+    if not slug:
+        abort(404, "name the tenant in the X-Tenant header or the host name")
+    tenant = await tenant_by_slug(pool(), slug)
+    if tenant is None:
+        abort(404, f"no tenant {slug!r}")
+    return tenant
+
+
+@blueprint.get("/verify")
+async def verify():
+    tenant = await requested_tenant()
+    verdict = await verify_chain(pool(), tenant.id, batch=settings().verify_batch)
+    return jsonify(verdict.as_json()), 200 if verdict.ok else 422
+
+
+@blueprint.get("/public")
+async def public():
+    """Chain status of tenants that opted in: no content, only the size and head."""
+    tenants = []
+    for tenant in await public_tenants(pool()):
+        async with tenant_transaction(pool(), tenant.id, readonly=True) as conn:
+            head = await conn.fetchrow(
+                "SELECT seq, row_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+                tenant.id,
+            )
+            anchored = await conn.fetchval(
+                "SELECT max(anchored_at) FROM audit_anchor WHERE tenant_id = $1", tenant.id
+            )
+        tenants.append({
+            "slug": tenant.slug,
+            "total_rows": head["seq"] if head else 0,
+            "head": head["row_hash"].hex() if head else None,
+            "last_anchor_at": anchored.strftime("%Y-%m-%dT%H:%M:%SZ") if anchored else None,
+        })
+    return jsonify({"tenants": tenants})
