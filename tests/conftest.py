@@ -1,0 +1,153 @@
+"""Test fixtures: a real PostgreSQL, a fresh migrated database per run, a tenant per test.
+
+With DATABASE_URL set (these machines run PostgreSQL 15 on 127.0.0.1:5432)
+the suite creates its databases on that server; without it, on an embedded
+server in a temporary directory. Tests isolate from each other the way the
+product isolates customers: each makes its own tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from app.config import Settings, url_for_role
+from app.migrations import migrate
+from app.tenants import Tenant, create_tenant
+
+
+def database_url(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+async def create_database(server_url: str, name: str) -> str:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+    finally:
+        await conn.close()
+    return database_url(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """Administrator URL of the PostgreSQL server the suite runs against."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from app.embedded import EmbeddedDatabase
+
+    directory = Path(tempfile.mkdtemp(prefix="exceptao-test-"))
+    embedded = EmbeddedDatabase(directory)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(server_url: str):
+    """A new empty database, dropped afterwards; yields its administrator URL."""
+    name = f"exceptao_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = asyncio.run(create_database(server_url, name))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(server_url, name))
+
+
+@pytest.fixture(scope="session")
+def admin_url(server_url):
+    """Administrator URL of this run's migrated database."""
+    with scratch_database(server_url) as url:
+        asyncio.run(migrate(url))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def app_url(admin_url):
+    return url_for_role(admin_url, "exceptao_app")
+
+
+@pytest.fixture
+def settings(admin_url, tmp_path) -> Settings:
+    return Settings(database_url=admin_url, data_dir=tmp_path, pool_max=40, verify_batch=7)
+
+
+@pytest.fixture
+async def admin(admin_url):
+    """A superuser connection, standing for someone behind the app's back."""
+    conn = await asyncpg.connect(admin_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def pool(app_url):
+    """The runtime pool: the app role."""
+    pool = await asyncpg.create_pool(app_url, min_size=1, max_size=40)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def make_tenant(admin):
+    """Create tenants with unique slugs, each with its creation event as seq 1."""
+
+    async def make(prefix: str = "t", *, public: bool = False) -> Tenant:
+        slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        return await create_tenant(admin, slug, f"Tenant {slug}", actor="system:test", audit_public=public)
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant) -> Tenant:
+    return await make_tenant()
+
+
+@pytest.fixture
+async def client(settings):
+    from app import create_app
+
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+@asynccontextmanager
+async def tampering(admin: asyncpg.Connection):
+    """A superuser transaction with the audit triggers off, restored afterwards."""
+    async with admin.transaction():
+        await admin.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        await admin.execute("ALTER TABLE audit_pii DISABLE TRIGGER USER")
+        await admin.execute("ALTER TABLE audit_anchor DISABLE TRIGGER USER")
+        yield admin
+        for table, trigger in (
+            ("audit_log", "audit_log_chain"),
+            ("audit_log", "audit_log_append_only"),
+            ("audit_pii", "audit_pii_keep"),
+            ("audit_pii", "audit_pii_erasure_only"),
+            ("audit_anchor", "audit_anchor_append_only"),
+        ):
+            await admin.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
