@@ -9,8 +9,49 @@
 -- RFC 8785 canonicaliser
 ------------------------------------------------------------------------------
 
+-- The shortest decimal that reads back as the integral double f, the nearest
+-- to f among those of that length, the even one on a tie (ECMA-262 7.1.12.1).
+-- f's exact value is an integer, so numeric arithmetic on it is exact.
+CREATE FUNCTION jcs_shortest_integral(f float8) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET extra_float_digits = 1
+AS $$
+DECLARE
+    exact  numeric := abs(f::text::numeric);
+    target float8 := abs(f);
+    digits int := length(trunc(exact)::text);
+    unit   numeric;
+    down   numeric;
+    up     numeric;
+    pick   numeric;
+BEGIN
+    FOR k IN 1 .. digits LOOP
+        unit := power(10::numeric, digits - k);
+        down := div(exact, unit) * unit;
+        up := CASE WHEN down = exact THEN down ELSE down + unit END;
+        IF down::float8 = target AND up::float8 = target THEN
+            pick := CASE
+                WHEN exact - down < up - exact THEN down
+                WHEN exact - down > up - exact THEN up
+                WHEN mod(div(down, unit), 2) = 0 THEN down
+                ELSE up END;
+        ELSIF down::float8 = target THEN
+            pick := down;
+        ELSIF up::float8 = target THEN
+            pick := up;
+        END IF;
+        IF pick IS NOT NULL THEN
+            RETURN CASE WHEN f < 0 THEN '-' ELSE '' END || trunc(pick)::text;
+        END IF;
+    END LOOP;
+    RETURN f::text;
+END
+$$;
+
 -- A JSON number, as RFC 8785 section 3.2.2.3 prints it: the IEEE-754 double
--- nearest the value, in ECMAScript Number.prototype.toString form.
+-- nearest the value, in ECMAScript Number.prototype.toString form. Every JSON
+-- number means that double (I-JSON), integers beyond 2^53 included: jsonb
+-- cannot tell 1e21 from 1000000000000000000000, and neither does JCS.
 CREATE FUNCTION jcs_number(n numeric) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     -- float8 output is the shortest round-tripping form only with extra_float_digits >= 1;
@@ -42,12 +83,13 @@ BEGIN
         RAISE EXCEPTION 'JSON number % is outside the range of an IEEE-754 double, which RFC 8785 requires', n
             USING ERRCODE = 'numeric_value_out_of_range';
     END;
-    IF n = trunc(n) AND f::numeric <> n THEN
-        RAISE EXCEPTION 'JSON integer % is not exactly representable as an IEEE-754 double, which RFC 8785 requires', n
-            USING ERRCODE = 'numeric_value_out_of_range';
-    END IF;
 
     s := f::text;                         -- e.g. 1e+21, 1e-07, 0.1, 1.2345678901234567e+25
+    IF f = trunc(f) AND abs(f) >= 9007199254740992 AND abs(f) < 1e21 THEN
+        -- PostgreSQL prints some integral doubles (seen below 2^63) as their exact
+        -- value, 2.2517997598961672e+16, where the shortest is 2.251799759896167e+16.
+        s := jcs_shortest_integral(f);
+    END IF;
     neg := left(s, 1) = '-';
     IF neg THEN
         s := substr(s, 2);
@@ -139,7 +181,7 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION jcs_number(numeric), jcs_utf16_units(text), jcs(jsonb)
+GRANT EXECUTE ON FUNCTION jcs_number(numeric), jcs_shortest_integral(float8), jcs_utf16_units(text), jcs(jsonb)
     TO exceptao_app, exceptao_audit_writer, exceptao_operator;
 
 ------------------------------------------------------------------------------

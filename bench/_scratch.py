@@ -1,0 +1,100 @@
+"""Shared by the benchmarks: a throw-away migrated database, pools on it, output.
+
+Each benchmark runs against its own database `exceptao_bench_<random>` on the
+server of DATABASE_URL (an administrator URL), created from template0, migrated
+with app.migrations.migrate, and dropped at the end, also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from app.audit.events import system_actor
+from app.config import Settings
+from app.db import open_pool
+from app.migrations import migrate
+from app.tenants import Tenant, create_tenant
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+ACTOR = system_actor("bench")
+
+
+def server_url() -> str:
+    return os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """Create and migrate a scratch database; yield its administrator URL; drop it on exit."""
+    server = server_url()
+    name = f"exceptao_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+    finally:
+        await conn.close()
+    log(f"scratch database {name} created")
+    try:
+        url = _with_database(server, name)
+        await migrate(url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+        log(f"scratch database {name} dropped")
+
+
+@asynccontextmanager
+async def app_pool(admin_url: str, size: int) -> AsyncIterator[asyncpg.Pool]:
+    """The runtime pool (role exceptao_app) on the scratch database, `size` connections kept open."""
+    pool = await open_pool(Settings(database_url=admin_url, pool_min=size, pool_max=size))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def make_tenants(admin_url: str, slugs: list[str]) -> list[Tenant]:
+    """Create tenants the way the application does (each chain starts with its creation event)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        return [await create_tenant(conn, slug, slug, actor=ACTOR) for slug in slugs]
+    finally:
+        await conn.close()
+
+
+async def server_facts(pool: asyncpg.Pool) -> dict:
+    """Settings that decide the figures, as the app role's sessions see them."""
+    row = await pool.fetchrow(
+        "SELECT current_setting('server_version') AS server_version,"
+        " current_setting('synchronous_commit') AS synchronous_commit,"
+        " current_setting('fsync') AS fsync,"
+        " current_setting('wal_sync_method') AS wal_sync_method,"
+        " current_setting('commit_delay') AS commit_delay,"
+        " current_setting('shared_buffers') AS shared_buffers"
+    )
+    return {**dict(row), "client_cpus": os.cpu_count()}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(result: dict) -> None:
+    print(json.dumps(result, indent=2))
