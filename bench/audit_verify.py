@@ -1,0 +1,163 @@
+"""Audit chain verification speed.
+
+On a scratch database (see _scratch.py) it builds one tenant whose chain holds
+--rows rows (its creation event, then audit_append over generate_series as the
+app role, --chunk rows per transaction), vacuums and analyses the tables, as
+autovacuum would have, and times app.audit.verify.verify_chain over the chain.
+
+Most rows are small ({"n": …, "note": "bench"}); the mix also has nested
+objects with floats, booleans and nulls (5 %), non-ASCII strings (5 %, a fifth
+of them with a character above U+E000), personal data via p_pii/p_salt (2 %)
+and targets (25 %). The counts are in "mix".
+
+Run from the repository root, with the project installed:
+
+    python bench/audit_verify.py [--rows 1000000] [--batch 20000] [--profile verify.prof]
+
+--profile runs verify_chain under cProfile, writes the stats to the file and
+prints the top functions to stderr (the figures then include profiler overhead).
+DATABASE_URL chooses the server (an administrator URL; default
+postgresql://postgres@127.0.0.1:5432/postgres). The figures are printed as one
+JSON object on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+from time import perf_counter
+
+import asyncpg
+
+from _scratch import app_pool, emit, log, make_tenants, scratch_database, server_facts
+from app.audit.verify import verify_chain
+from app.config import Settings
+from app.db import tenant_transaction
+from app.tenants import Tenant
+
+TARGET_ROWS_PER_S = 150_000
+
+# Row g of the chain (g = its seq). Mostly small rows, with a realistic minority of others.
+APPEND_MIXED = r"""
+SELECT count(audit_append(
+    CASE WHEN g % 3 = 0 THEN 'user:' || md5((g % 500)::text)::uuid ELSE 'system:bench' END,
+    (ARRAY['identity:user:create', 'identity:user:sign_in',
+           'policy:exception:approve', 'policy:exception:expire'])[1 + g % 4],
+    CASE WHEN g % 4 = 0 THEN 'exception' END,
+    CASE WHEN g % 4 = 0 THEN 'exc-' || g / 4 END,
+    CASE
+        WHEN g % 20 = 3 THEN jsonb_build_object(
+            'n', g,
+            'risk', jsonb_build_object('score', to_jsonb(g / 7.0::float8), 'weight', 0.25,
+                                       'tiny', to_jsonb(g * 1e-9::float8)),
+            'tags', jsonb_build_array('prod', 'pci', g % 10),
+            'approved', g % 2 = 0,
+            'ticket', NULL)
+        WHEN g % 20 = 7 THEN jsonb_build_object(
+            'n', g,
+            'title', 'Ausnahme für Zoë Ångström – Łódź, 東京',
+            'note', CASE WHEN g % 100 = 7 THEN 'déploiement 🚀 reporté' ELSE 'überprüft' END)
+        ELSE jsonb_build_object('n', g, 'note', 'bench')
+    END,
+    CASE WHEN g % 50 = 11 THEN jsonb_build_object(
+        'email', 'user' || g || '@example.com', 'ip', '192.0.2.' || (g % 254 + 1),
+        'ua', 'Mozilla/5.0 (X11; Linux x86_64) bench') END,
+    CASE WHEN g % 50 = 11 THEN sha256(int8send(g)) END))
+  FROM generate_series($1::bigint, $2::bigint) AS g
+"""
+
+MIX = r"""
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE data = jsonb_build_object('n', seq, 'note', 'bench')) AS small,
+       count(*) FILTER (WHERE data ? 'risk') AS nested_with_floats,
+       count(*) FILTER (WHERE data ? 'title') AS non_ascii,
+       count(*) FILTER (WHERE data::text ~ '[\uE000-\U0010FFFF]') AS above_u_e000,
+       count(*) FILTER (WHERE pii_commitment IS NOT NULL) AS with_pii,
+       count(*) FILTER (WHERE target_type IS NOT NULL) AS with_target,
+       pg_size_pretty(pg_total_relation_size('audit_log')) AS audit_log_size
+  FROM audit_log
+ WHERE tenant_id = $1
+"""
+
+
+async def build_chain(pool: asyncpg.Pool, tenant: Tenant, rows: int, chunk: int) -> float:
+    """Append rows 2..`rows` (row 1 is the creation event), `chunk` per transaction; seconds taken."""
+    started = perf_counter()
+    for first in range(2, rows + 1, chunk):
+        last = min(first + chunk - 1, rows)
+        async with tenant_transaction(pool, tenant.id) as conn:
+            await conn.fetchval(APPEND_MIXED, first, last)
+        log(f"built {last:,} rows, {perf_counter() - started:.1f} s")
+    return perf_counter() - started
+
+
+async def timed_verify(pool: asyncpg.Pool, tenant: Tenant, batch: int, profile: str | None) -> tuple[float, object]:
+    profiler = cProfile.Profile() if profile else None
+    started = perf_counter()
+    if profiler:
+        profiler.enable()
+    verdict = await verify_chain(pool, tenant.id, batch=batch)
+    if profiler:
+        profiler.disable()
+    elapsed = perf_counter() - started
+    if profiler:
+        profiler.dump_stats(profile)
+        top = io.StringIO()
+        pstats.Stats(profiler, stream=top).sort_stats("tottime").print_stats(25)
+        log(top.getvalue())
+    return elapsed, verdict
+
+
+async def main(args: argparse.Namespace) -> dict:
+    async with scratch_database() as admin_url:
+        (tenant,) = await make_tenants(admin_url, ["bench-verify"])
+        admin = await asyncpg.connect(admin_url)
+        try:
+            async with app_pool(admin_url, 2) as pool:
+                facts = await server_facts(pool)
+                build_seconds = await build_chain(pool, tenant, args.rows, args.chunk)
+                started = perf_counter()
+                await admin.execute("VACUUM (ANALYZE) audit_log, audit_pii")
+                vacuum_seconds = perf_counter() - started
+                mix = dict(await admin.fetchrow(MIX, tenant.id))
+                seconds, verdict = await timed_verify(pool, tenant, args.batch, args.profile)
+        finally:
+            await admin.close()
+
+    if not verdict.ok or verdict.total_rows != args.rows:
+        raise SystemExit(f"the verifier did not accept the chain it was given: {verdict.as_json()}")
+    rows_per_s = args.rows / seconds
+    return {
+        "server": facts,
+        "rows": args.rows,
+        "mix": mix,
+        "build_seconds": round(build_seconds, 1),
+        "build_rows_per_s": round(args.rows / build_seconds),
+        "vacuum_analyze_seconds": round(vacuum_seconds, 1),
+        "batch": args.batch,
+        "profiled": bool(args.profile),
+        "verdict_ok": verdict.ok,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows_per_s),
+        "target_rows_per_s": TARGET_ROWS_PER_S,
+        "met": rows_per_s >= TARGET_ROWS_PER_S,
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the tenant's chain")
+    parser.add_argument("--chunk", type=int, default=100_000, help="rows appended per transaction when building")
+    parser.add_argument("--batch", type=int, default=Settings().verify_batch, help="verify_chain batch size")
+    parser.add_argument("--profile", metavar="FILE", help="profile verify_chain with cProfile, stats to FILE")
+    args = parser.parse_args()
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    emit(asyncio.run(main(parse_args())))
