@@ -7,11 +7,13 @@ with app.migrations.migrate, and dropped at the end, also on error or Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
 import sys
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,8 +38,14 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
+def add_schema_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sql-dir", type=Path,
+                        help="migrate from this directory instead of the repository's sql/ "
+                             "(e.g. an older version, to compare)")
+
+
 @asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
+async def scratch_database(sql_dir: Path | None = None) -> AsyncIterator[str]:
     """Create and migrate a scratch database; yield its administrator URL; drop it on exit."""
     server = server_url()
     name = f"exceptao_bench_{secrets.token_hex(4)}"
@@ -49,7 +57,7 @@ async def scratch_database() -> AsyncIterator[str]:
     log(f"scratch database {name} created")
     try:
         url = _with_database(server, name)
-        await migrate(url)
+        await migrate(url, *([sql_dir] if sql_dir else []))
         yield url
     finally:
         conn = await asyncpg.connect(server)
@@ -77,6 +85,16 @@ async def make_tenants(admin_url: str, slugs: list[str]) -> list[Tenant]:
         return [await create_tenant(conn, slug, slug, actor=ACTOR) for slug in slugs]
     finally:
         await conn.close()
+
+
+async def schema_checksums(admin_url: str) -> dict[str, str]:
+    """Which migration files were measured: name -> start of the SHA-256 migrate recorded."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        rows = await conn.fetch("SELECT name, checksum FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    return {r["name"]: r["checksum"][:12] for r in rows}
 
 
 async def server_facts(pool: asyncpg.Pool) -> dict:

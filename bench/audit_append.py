@@ -38,7 +38,10 @@ from typing import Awaitable, Callable
 
 import asyncpg
 
-from _scratch import ACTOR, app_pool, emit, log, make_tenants, scratch_database, server_facts
+from _scratch import (
+    ACTOR, add_schema_argument, app_pool, emit, log, make_tenants, schema_checksums, scratch_database,
+    server_facts,
+)
 from app.audit import AuditAction, record
 from app.audit.verify import verify_chain
 from app.db import tenant_transaction
@@ -130,7 +133,8 @@ async def one_transaction(pool: asyncpg.Pool, tenant: Tenant, rows: int) -> dict
 
 
 async def main(args: argparse.Namespace) -> dict:
-    async with scratch_database() as admin_url:
+    async with scratch_database(args.sql_dir) as admin_url:
+        schema = await schema_checksums(admin_url)
         one, *many = await make_tenants(admin_url, ["bench-one"] + [f"bench-t{k}" for k in range(args.tenants)])
         bulk = await make_tenants(admin_url, [f"bench-bulk-{n}" for n in args.bulk_rows])
         admin = await asyncpg.connect(admin_url)
@@ -150,6 +154,7 @@ async def main(args: argparse.Namespace) -> dict:
     smallest, largest = series[0], series[-1]
     return {
         "server": facts,
+        "schema": schema,
         "writers": args.writers,
         "seconds_per_phase": args.seconds,
         "one_tenant": one_tenant,
@@ -166,6 +171,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_schema_argument(parser)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration of each throughput phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run before each phase")
     parser.add_argument("--writers", type=int, default=8, help="concurrent writers (and pool connections)")

@@ -32,7 +32,9 @@ from time import perf_counter
 
 import asyncpg
 
-from _scratch import app_pool, emit, log, make_tenants, scratch_database, server_facts
+from _scratch import (
+    add_schema_argument, app_pool, emit, log, make_tenants, schema_checksums, scratch_database, server_facts,
+)
 from app.audit.verify import verify_chain
 from app.config import Settings
 from app.db import tenant_transaction
@@ -112,7 +114,8 @@ async def timed_verify(pool: asyncpg.Pool, tenant: Tenant, batch: int, profile: 
 
 
 async def main(args: argparse.Namespace) -> dict:
-    async with scratch_database() as admin_url:
+    async with scratch_database(args.sql_dir) as admin_url:
+        schema = await schema_checksums(admin_url)
         (tenant,) = await make_tenants(admin_url, ["bench-verify"])
         admin = await asyncpg.connect(admin_url)
         try:
@@ -132,6 +135,7 @@ async def main(args: argparse.Namespace) -> dict:
     rows_per_s = args.rows / seconds
     return {
         "server": facts,
+        "schema": schema,
         "rows": args.rows,
         "mix": mix,
         "build_seconds": round(build_seconds, 1),
@@ -149,6 +153,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_schema_argument(parser)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the tenant's chain")
     parser.add_argument("--chunk", type=int, default=100_000, help="rows appended per transaction when building")
     parser.add_argument("--batch", type=int, default=Settings().verify_batch, help="verify_chain batch size")

@@ -142,10 +142,9 @@ AS $$
     ) units
 $$;
 
--- RFC 8785 canonical JSON text of a jsonb value. jsonb already rejects what
--- JSON cannot say (NaN, Infinity, \u0000, lone surrogates); numbers a double
--- cannot hold are refused by jcs_number.
-CREATE FUNCTION jcs(v jsonb) RETURNS text
+-- One value. Scalars inside containers are printed inline rather than by a
+-- recursive call: most event data is a flat object.
+CREATE FUNCTION jcs_value(v jsonb, utf16_keys boolean) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
@@ -153,35 +152,58 @@ DECLARE
 BEGIN
     CASE jsonb_typeof(v)
     WHEN 'object' THEN
-        -- Code-point order (bytes of UTF-8 under "C") equals UTF-16 order unless a
-        -- key holds a character at or above U+E000; only then sort by code units.
-        IF EXISTS (SELECT FROM jsonb_object_keys(v) AS k WHERE k ~ '[\uE000-\U0010FFFF]') THEN
-            SELECT string_agg(to_json(e.key)::text || ':' || jcs(e.value), ','
+        IF utf16_keys THEN
+            SELECT string_agg(to_json(e.key)::text || ':' || jcs_member(e.value, true), ','
                               ORDER BY jcs_utf16_units(e.key))
               INTO out FROM jsonb_each(v) AS e;
         ELSE
-            SELECT string_agg(to_json(e.key)::text || ':' || jcs(e.value), ','
+            SELECT string_agg(to_json(e.key)::text || ':' || jcs_member(e.value, false), ','
                               ORDER BY e.key COLLATE "C")
               INTO out FROM jsonb_each(v) AS e;
         END IF;
         RETURN '{' || coalesce(out, '') || '}';
     WHEN 'array' THEN
-        SELECT string_agg(jcs(e.value), ',' ORDER BY e.ord)
+        SELECT string_agg(jcs_member(e.value, utf16_keys), ',' ORDER BY e.ord)
           INTO out FROM jsonb_array_elements(v) WITH ORDINALITY AS e(value, ord);
         RETURN '[' || coalesce(out, '') || ']';
-    WHEN 'string' THEN
-        -- jsonb prints strings exactly as RFC 8785 does: \" \\ \b \f \n \r \t,
-        -- other controls as lower-case \u00xx, everything else as itself.
-        RETURN v::text;
-    WHEN 'number' THEN
-        RETURN jcs_number(v::numeric);
     ELSE
-        RETURN v::text;  -- true, false, null
+        RETURN jcs_member(v, utf16_keys);
     END CASE;
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION jcs_number(numeric), jcs_shortest_integral(float8), jcs_utf16_units(text), jcs(jsonb)
+-- A member of a container: scalars here (inlined into the caller's query),
+-- containers through jcs_value.
+CREATE FUNCTION jcs_member(v jsonb, utf16_keys boolean) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- not STRICT, so the planner inlines it
+AS $$
+    SELECT CASE jsonb_typeof(v)
+        -- jsonb prints strings exactly as RFC 8785 does: \" \\ \b \f \n \r \t,
+        -- other controls as lower-case \u00xx, everything else as itself.
+        WHEN 'string' THEN v::text
+        WHEN 'boolean' THEN v::text
+        WHEN 'null' THEN 'null'
+        WHEN 'number' THEN CASE
+            WHEN v::numeric = trunc(v::numeric) AND abs(v::numeric) <= 9007199254740991
+            THEN trunc(v::numeric)::text         -- an integer a double holds exactly
+            ELSE jcs_number(v::numeric) END
+        ELSE jcs_value(v, utf16_keys)
+    END
+$$;
+
+-- RFC 8785 canonical JSON text of a jsonb value. jsonb already rejects what
+-- JSON cannot say (NaN, Infinity, \u0000, lone surrogates); numbers a double
+-- cannot hold are refused by jcs_number.
+--
+-- Keys: code-point order (UTF-8 bytes under "C") equals RFC 8785's UTF-16
+-- order unless a key holds a character at or above U+E000; only a value with
+-- such a character anywhere pays for sorting by code units.
+CREATE FUNCTION jcs(v jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- not STRICT, so the planner inlines it
+AS $$ SELECT jcs_value(v, v::text ~ '[\uE000-\U0010FFFF]') $$;
+
+GRANT EXECUTE ON FUNCTION jcs_number(numeric), jcs_shortest_integral(float8), jcs_utf16_units(text),
+    jcs(jsonb), jcs_value(jsonb, boolean), jcs_member(jsonb, boolean)
     TO exceptao_app, exceptao_audit_writer, exceptao_operator;
 
 ------------------------------------------------------------------------------
@@ -250,17 +272,20 @@ CREATE POLICY tenant_isolation ON audit_anchor
 -- The record and the chain trigger
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION audit_record_jcs(
+-- The v1 record, given its data already in canonical form.
+CREATE FUNCTION audit_record_text(
     p_tenant uuid, p_seq bigint, p_at timestamptz, p_actor text, p_action text,
-    p_target_type text, p_target_id text, p_data jsonb, p_pii bytea
+    p_target_type text, p_target_id text, p_data_jcs text, p_pii bytea
 ) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    -- STABLE as to_char is: an IMMUTABLE body calling it would not be inlined,
+    -- and a SQL function that is not inlined is planned on every call.
+    LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     -- Keys in RFC 8785 order: action, actor, at, data, pii, seq, target, tenant, v.
     SELECT '{"action":' || to_json(p_action)::text
         || ',"actor":' || to_json(p_actor)::text
         || ',"at":"' || to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
-        || ',"data":' || jcs(p_data)
+        || ',"data":' || p_data_jcs
         || ',"pii":' || coalesce('"' || encode(p_pii, 'hex') || '"', 'null')
         || ',"seq":' || p_seq::text
         || ',"target":' || CASE WHEN p_target_type IS NULL THEN 'null'
@@ -269,7 +294,16 @@ AS $$
         || ',"tenant":"' || p_tenant::text || '"'
         || ',"v":1}'
 $$;
-GRANT EXECUTE ON FUNCTION audit_record_jcs(uuid, bigint, timestamptz, text, text, text, text, jsonb, bytea)
+
+-- JCS(record) of an audit_log row, for anyone checking a row inside the database.
+CREATE FUNCTION audit_record_jcs(l audit_log) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT audit_record_text(l.tenant_id, l.seq, l.occurred_at, l.actor, l.action,
+                             l.target_type, l.target_id, jcs(l.data), l.pii_commitment)
+$$;
+GRANT EXECUTE ON FUNCTION audit_record_text(uuid, bigint, timestamptz, text, text, text, text, text, bytea),
+    audit_record_jcs(audit_log)
     TO exceptao_app, exceptao_operator;
 
 CREATE FUNCTION audit_chain_link() RETURNS trigger
@@ -279,6 +313,7 @@ DECLARE
     last_seq  bigint;
     last_hash bytea;
     last_at   timestamptz;
+    data_jcs  text;
 BEGIN
     IF NEW.tenant_id IS NULL OR NEW.tenant_id IS DISTINCT FROM app_current_tenant() THEN
         RAISE EXCEPTION 'audit events are appended to the tenant of the current transaction only'
@@ -287,6 +322,9 @@ BEGIN
     -- Appends of one tenant queue here, until the appending transaction ends;
     -- other tenants take other locks. Taken before the clock is read, so
     -- occurred_at follows seq.
+    -- Canonicalise the data before queueing: the queue holds only what needs seq.
+    NEW.data := coalesce(NEW.data, '{}'::jsonb);
+    data_jcs := jcs(NEW.data);
     PERFORM pg_advisory_xact_lock(1096107332, hashtext(NEW.tenant_id::text));
 
     -- A new snapshot per statement under READ COMMITTED: this sees the head
@@ -307,10 +345,9 @@ BEGIN
         NEW.occurred_at := greatest(clock_timestamp(), last_at);
     END IF;
     NEW.hash_v := 1;
-    NEW.data := coalesce(NEW.data, '{}'::jsonb);
     NEW.row_hash := sha256(NEW.prev_hash || convert_to(
-        audit_record_jcs(NEW.tenant_id, NEW.seq, NEW.occurred_at, NEW.actor, NEW.action,
-                         NEW.target_type, NEW.target_id, NEW.data, NEW.pii_commitment),
+        audit_record_text(NEW.tenant_id, NEW.seq, NEW.occurred_at, NEW.actor, NEW.action,
+                          NEW.target_type, NEW.target_id, data_jcs, NEW.pii_commitment),
         'UTF8'));
     RETURN NEW;
 END
