@@ -1,0 +1,85 @@
+"""GET /api/audit/verify, /api/audit/public and /healthz, as an auditor calls them."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from app import create_app
+from app.config import Settings
+from tests.conftest import tampering
+
+FIVE_KEYS = {"ok", "total_rows", "head", "last_anchor_at", "broken_at"}
+
+
+async def test_verify_an_intact_chain(client, admin, tenant):
+    response = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug})
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert set(body) == FIVE_KEYS
+    head = await admin.fetchval(
+        "SELECT row_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant.id)
+    assert body == {"ok": True, "total_rows": 1, "head": head.hex(), "last_anchor_at": None, "broken_at": None}
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+async def test_verify_finds_the_tenant_by_host(client, tenant):
+    response = await client.get("/api/audit/verify", headers={"Host": f"{tenant.slug}.localhost:8080"})
+    assert response.status_code == 200
+    assert (await response.get_json())["total_rows"] == 1
+
+
+async def test_verify_a_broken_chain_answers_422(client, admin, tenant):
+    async with tampering(admin):
+        await admin.execute("UPDATE audit_log SET data = '{\"edited\": true}' WHERE tenant_id = $1", tenant.id)
+    response = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug})
+    assert response.status_code == 422
+    body = await response.get_json()
+    assert body["ok"] is False and body["broken_at"] == 1 and body["reason"] == "hash_mismatch"
+    assert FIVE_KEYS <= set(body)
+
+
+async def test_unknown_or_missing_tenant_is_404_json(client):
+    for headers in ({"X-Tenant": "no-such-tenant"}, {"X-Tenant": "../../etc"}, {}):
+        response = await client.get("/api/audit/verify", headers=headers)
+        assert response.status_code == 404
+        body = await response.get_json()
+        assert body["error"] == "Not Found" and body["message"]
+
+
+async def test_public_lists_only_opted_in_tenants_without_content(client, make_tenant):
+    shown = await make_tenant("shown", public=True)
+    hidden = await make_tenant("hidden")
+    response = await client.get("/api/audit/public")
+    assert response.status_code == 200
+    tenants = {t["slug"]: t for t in (await response.get_json())["tenants"]}
+    assert hidden.slug not in tenants
+    assert set(tenants[shown.slug]) == {"slug", "total_rows", "head", "last_anchor_at"}
+    assert tenants[shown.slug]["total_rows"] == 1 and len(tenants[shown.slug]["head"]) == 64
+
+
+async def test_healthz_follows_the_database(server_url, tmp_path):
+    from tests.conftest import create_database, drop_database
+    from app.migrations import migrate
+
+    name = f"exceptao_health_{tmp_path.name[-8:].lower()}".replace("-", "_")
+    url = await create_database(server_url, name)
+    try:
+        await migrate(url)
+        app = create_app(Settings(database_url=url, data_dir=tmp_path))
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            assert (await client.get("/healthz")).status_code == 200
+            admin = await asyncpg.connect(server_url)
+            try:
+                await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+                down = await client.get("/healthz")
+                assert down.status_code == 503
+                assert (await down.get_json())["database"] == "unreachable"
+                await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+                assert (await client.get("/healthz")).status_code == 200
+            finally:
+                await admin.close()
+    finally:
+        await drop_database(server_url, name)
