@@ -406,24 +406,54 @@ ALTER TABLE audit_pii ENABLE ALWAYS TRIGGER audit_pii_erasure_only;
 ------------------------------------------------------------------------------
 -- The one way in: audit_append, owned by audit_writer
 ------------------------------------------------------------------------------
+--
+-- An event recorded in a transaction waits in audit_pending until that
+-- transaction commits; a deferred trigger then moves it into audit_log, whose
+-- BEFORE INSERT trigger links it. The tenant's append lock is so taken at
+-- commit, not at the first event: it is held for the commit alone, never
+-- across the application's round trips, which is what lets one tenant's
+-- chain take thousands of appends a second. seq order is commit order.
 
+CREATE UNLOGGED TABLE audit_pending (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id      uuid NOT NULL,
+    actor          text NOT NULL CHECK (actor ~ '^(user|system|vendor):[A-Za-z0-9_.:-]+$'),
+    action         text NOT NULL CHECK (action ~ '^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$'),
+    target_type    text CHECK (length(target_type) BETWEEN 1 AND 100),
+    target_id      text CHECK (length(target_id) BETWEEN 1 AND 200),
+    data           jsonb NOT NULL CHECK (jsonb_typeof(data) = 'object'),
+    pii_commitment bytea,
+    salt           bytea,
+    email          text,
+    ip             text,
+    user_agent     text,
+    CHECK ((target_type IS NULL) = (target_id IS NULL))
+);
+ALTER TABLE audit_pending ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit_pending FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit_pending
+    USING (tenant_id = app_current_tenant())
+    WITH CHECK (tenant_id = app_current_tenant());
+
+GRANT INSERT, SELECT, DELETE ON audit_pending TO exceptao_audit_writer;
 GRANT INSERT ON audit_log, audit_pii TO exceptao_audit_writer;
 GRANT SELECT (tenant_id, seq) ON audit_log TO exceptao_audit_writer;  -- for RETURNING seq
 
 CREATE FUNCTION audit_append(
     p_actor text, p_action text, p_target_type text, p_target_id text,
     p_data jsonb, p_pii jsonb, p_salt bytea
-) RETURNS bigint
+) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
 DECLARE
     t          uuid := app_current_tenant();
-    new_seq    bigint;
     commitment bytea;
 BEGIN
     IF t IS NULL THEN
         RAISE EXCEPTION 'no tenant is set for this transaction' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    p_data := coalesce(p_data, '{}'::jsonb);
+    PERFORM jcs(p_data);  -- refuse what RFC 8785 cannot represent now, not at commit
     IF p_pii IS NOT NULL THEN
         IF jsonb_typeof(p_pii) <> 'object'
            OR EXISTS (SELECT FROM jsonb_each(p_pii) AS e
@@ -440,21 +470,41 @@ BEGIN
             'ip', coalesce(p_pii -> 'ip', 'null'::jsonb),
             'ua', coalesce(p_pii -> 'ua', 'null'::jsonb))), 'UTF8'));
     END IF;
-
-    INSERT INTO audit_log (tenant_id, actor, action, target_type, target_id, data, pii_commitment)
-    VALUES (t, p_actor, p_action, p_target_type, p_target_id, coalesce(p_data, '{}'::jsonb), commitment)
-    RETURNING seq INTO new_seq;
-
-    IF p_pii IS NOT NULL THEN
-        INSERT INTO audit_pii (tenant_id, seq, salt, email, ip, user_agent)
-        VALUES (t, new_seq, p_salt, p_pii ->> 'email', p_pii ->> 'ip', p_pii ->> 'ua');
-    END IF;
-    RETURN new_seq;
+    INSERT INTO audit_pending (tenant_id, actor, action, target_type, target_id, data,
+                               pii_commitment, salt, email, ip, user_agent)
+    VALUES (t, p_actor, p_action, p_target_type, p_target_id, p_data, commitment,
+            CASE WHEN p_pii IS NOT NULL THEN p_salt END,
+            p_pii ->> 'email', p_pii ->> 'ip', p_pii ->> 'ua');
 END
 $$;
+
+-- At commit, in the order they were recorded: into the chain, then gone from here.
+CREATE FUNCTION audit_seal() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    new_seq bigint;
+BEGIN
+    INSERT INTO audit_log (tenant_id, actor, action, target_type, target_id, data, pii_commitment)
+    VALUES (NEW.tenant_id, NEW.actor, NEW.action, NEW.target_type, NEW.target_id, NEW.data, NEW.pii_commitment)
+    RETURNING seq INTO new_seq;
+    IF NEW.pii_commitment IS NOT NULL THEN
+        INSERT INTO audit_pii (tenant_id, seq, salt, email, ip, user_agent)
+        VALUES (NEW.tenant_id, new_seq, NEW.salt, NEW.email, NEW.ip, NEW.user_agent);
+    END IF;
+    DELETE FROM audit_pending WHERE id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER audit_pending_seal AFTER INSERT ON audit_pending
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION audit_seal();
+ALTER TABLE audit_pending ENABLE ALWAYS TRIGGER audit_pending_seal;
+
 -- A new owner needs CREATE on the schema at the moment of the hand-over, not after.
 GRANT CREATE ON SCHEMA public TO exceptao_audit_writer;
 ALTER FUNCTION audit_append(text, text, text, text, jsonb, jsonb, bytea) OWNER TO exceptao_audit_writer;
+ALTER FUNCTION audit_seal() OWNER TO exceptao_audit_writer;
 REVOKE CREATE ON SCHEMA public FROM exceptao_audit_writer;
 GRANT EXECUTE ON FUNCTION audit_append(text, text, text, text, jsonb, jsonb, bytea) TO exceptao_app;
 

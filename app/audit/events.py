@@ -2,7 +2,9 @@
 
 Every change of state is followed, in the same transaction, by one call to
 `record`. It calls the database function audit_append (owned by the
-audit_writer role); the chain trigger assigns seq, occurred_at and the hashes.
+audit_writer role). When the transaction commits, the event enters the chain
+and the chain trigger assigns seq, occurred_at and the hashes; when it rolls
+back, the event goes with the change it recorded.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ async def record(
     target: Target | None = None,
     data: dict | None = None,
     pii: Pii | None = None,
-) -> int:
-    """Append one event to the current tenant's chain; returns its seq.
+) -> None:
+    """Record one event for the current tenant's chain, which it joins at commit.
 
     `conn` must be inside a tenant transaction; the caller owns it, so the event
     commits or rolls back with the change it records.
@@ -77,7 +79,7 @@ async def record(
     if not isinstance(data, dict):
         raise NotCanonicalizable("event data must be a JSON object")
     canonical(data)  # refuse what RFC 8785 cannot represent before it reaches the trigger
-    return await conn.fetchval(
+    await conn.execute(
         "SELECT audit_append($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
         actor,
         action.value,

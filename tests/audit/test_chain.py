@@ -19,14 +19,19 @@ GENESIS = bytes(32)
 
 
 async def append(pool, tenant, n: int = 1, **kw) -> list[int]:
-    seqs = []
+    """Record n events in one transaction; the seqs they were given at commit."""
     async with tenant_transaction(pool, tenant.id) as conn:
+        before = await conn.fetchval("SELECT max(seq) FROM audit_log")
         for i in range(n):
-            seqs.append(await record(
+            await record(
                 conn, AuditAction.USER_CREATE, actor="system:test",
                 target=Target("user", f"u{i}"), data=kw.get("data", {"i": i}), pii=kw.get("pii"),
-            ))
-    return seqs
+            )
+        # Not in the chain until the transaction commits.
+        assert await conn.fetchval("SELECT max(seq) FROM audit_log") == before
+    async with tenant_transaction(pool, tenant.id) as conn:
+        return [r[0] for r in await conn.fetch(
+            "SELECT seq FROM audit_log WHERE seq > $1 ORDER BY seq", before)]
 
 
 async def rows(admin, tenant) -> list[asyncpg.Record]:
@@ -52,6 +57,7 @@ def expected_hash(row, prev: bytes) -> bytes:
 async def test_the_trigger_assigns_a_gapless_linked_chain(pool, admin, tenant):
     assert await append(pool, tenant, 5) == [2, 3, 4, 5, 6]  # seq 1 is the tenant's creation
     chain = await rows(admin, tenant)
+    assert [json.loads(r["data"]) for r in chain[1:]] == [{"i": i} for i in range(5)]  # recorded order
     assert [r["seq"] for r in chain] == [1, 2, 3, 4, 5, 6]
     prev = GENESIS
     for row in chain:
@@ -144,6 +150,31 @@ async def test_the_app_cannot_write_the_table_directly_or_for_another_tenant(poo
                 )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="no tenant"):
             await conn.fetchval("SELECT audit_append('system:x', 'a:b:c', NULL, NULL, '{}', NULL, NULL)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with conn.transaction():
+                await set_tenant(conn, a.id)
+                await conn.execute("INSERT INTO audit_pending (tenant_id, actor, action, data)"
+                                   " VALUES ($1, 'system:x', 'a:b:c', '{}')", a.id)
+    assert (await verify_chain(pool, b.id)).total_rows == 1
+
+
+async def test_events_of_a_rolled_back_transaction_never_enter_the_chain(pool, tenant):
+    with pytest.raises(RuntimeError):
+        async with tenant_transaction(pool, tenant.id) as conn:
+            await record(conn, AuditAction.USER_CREATE, actor="system:test")
+            raise RuntimeError("the change failed")
+    await append(pool, tenant)
+    verdict = await verify_chain(pool, tenant.id)
+    assert verdict.ok and verdict.total_rows == 2
+
+
+async def test_a_tenant_switch_before_commit_cannot_move_events(pool, make_tenant):
+    a, b = await make_tenant("a"), await make_tenant("b")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with tenant_transaction(pool, a.id) as conn:
+            await record(conn, AuditAction.USER_CREATE, actor="system:test")
+            await set_tenant(conn, b.id)
+    assert (await verify_chain(pool, a.id)).total_rows == 1
     assert (await verify_chain(pool, b.id)).total_rows == 1
 
 
@@ -185,7 +216,7 @@ async def test_one_transaction_of_100000_appends_takes_linear_time(pool, make_te
                 " jsonb_build_object('n', g), NULL, NULL) FROM generate_series(1, $1) g",
                 n,
             )
-            elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started  # including the commit, where events are chained
         verdict = await verify_chain(pool, tenant.id, batch=50000)
         assert verdict.ok and verdict.total_rows == n + 1
         return elapsed
