@@ -20,6 +20,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def close_database() -> None:
+        from app.audit.verify import shutdown_workers
+
+        shutdown_workers()
         pool = app.extensions.pop("pool", None)
         if pool is not None:
             await pool.close()

@@ -111,7 +111,7 @@ async def _tenant_create(settings: Settings, slug: str, name: str, public: bool)
 
 
 async def _verify(settings: Settings, slug: str) -> int:
-    from app.audit.verify import verify_chain
+    from app.audit.verify import shutdown_workers, verify_tenant
     from app.db import open_pool
     from app.tenants import tenant_by_slug
 
@@ -121,9 +121,10 @@ async def _verify(settings: Settings, slug: str) -> int:
         if tenant is None:
             print(f"no tenant {slug!r}", file=sys.stderr)
             return 2
-        verdict = await verify_chain(pool, tenant.id, batch=settings.verify_batch)
+        verdict = await verify_tenant(pool, tenant.id, settings)
     finally:
         await pool.close()
+        shutdown_workers()
     print(json.dumps(verdict.as_json()))
     return 0 if verdict.ok else 1
 

@@ -11,6 +11,7 @@
 | DATABASE_POOL_MIN / DATABASE_POOL_MAX | 1 / 10 | runtime pool size |
 | DATABASE_STATEMENT_CACHE | 100 | asyncpg prepared statements per connection; 0 behind pgbouncer (transaction pooling) |
 | EXCEPTAO_VERIFY_BATCH | 20000 | rows the verifier reads per round trip |
+| EXCEPTAO_VERIFY_WORKERS | CPUs, at most 4 | processes that walk a long chain (50,000 rows and more) in parallel |
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Settings:
     pool_max: int = 10
     statement_cache: int = 100
     verify_batch: int = 20000
+    verify_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -69,6 +71,7 @@ class Settings:
             pool_max=int(env.get("DATABASE_POOL_MAX", defaults.pool_max)),
             statement_cache=int(env.get("DATABASE_STATEMENT_CACHE", defaults.statement_cache)),
             verify_batch=int(env.get("EXCEPTAO_VERIFY_BATCH", defaults.verify_batch)),
+            verify_workers=int(env.get("EXCEPTAO_VERIFY_WORKERS", defaults.verify_workers)),
         )
 
     def with_database(self, admin_url: str) -> "Settings":

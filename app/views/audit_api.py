@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, abort, jsonify, request
 
-from app.audit.verify import verify_chain
+from app.audit.verify import verify_tenant
 from app.db import tenant_transaction
 from app.tenants import Tenant, public_tenants, tenant_by_slug
 from app.views import pool, settings
@@ -37,7 +37,7 @@ async def requested_tenant() -> Tenant:
 @blueprint.get("/verify")
 async def verify():
     tenant = await requested_tenant()
-    verdict = await verify_chain(pool(), tenant.id, batch=settings().verify_batch)
+    verdict = await verify_tenant(pool(), tenant.id, settings())
     return jsonify(verdict.as_json()), 200 if verdict.ok else 422
 
 

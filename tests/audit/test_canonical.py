@@ -16,7 +16,7 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.audit.canonical import NotCanonicalizable, canonical, canonical_data_text
+from app.audit.canonical import NotCanonicalizable, canonical, canonical_data_text, json_string
 
 MAX = 2**53 - 1
 
@@ -142,3 +142,10 @@ def test_large_integral_doubles_print_shortest(db, value, negative):
     value = -value if negative else value
     in_database, _ = db.canonical(json.dumps(value))
     assert in_database == rfc8785.dumps(value).decode("utf-8")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text)
+def test_the_verifiers_string_escaping_is_rfc8785(value):
+    # Actors, actions and targets are written with json_string, not rfc8785.
+    assert json_string(value) == rfc8785.dumps(value)
