@@ -68,10 +68,15 @@ async def scratch_database(sql_dir: Path | None = None) -> AsyncIterator[str]:
         log(f"scratch database {name} dropped")
 
 
+def app_settings(admin_url: str, pool_size: int = 2) -> Settings:
+    """The application's settings for the scratch database, a pool of `pool_size` kept open."""
+    return Settings(database_url=admin_url, pool_min=pool_size, pool_max=pool_size)
+
+
 @asynccontextmanager
 async def app_pool(admin_url: str, size: int) -> AsyncIterator[asyncpg.Pool]:
     """The runtime pool (role exceptao_app) on the scratch database, `size` connections kept open."""
-    pool = await open_pool(Settings(database_url=admin_url, pool_min=size, pool_max=size))
+    pool = await open_pool(app_settings(admin_url, size))
     try:
         yield pool
     finally:

@@ -453,7 +453,8 @@ BEGIN
         RAISE EXCEPTION 'no tenant is set for this transaction' USING ERRCODE = 'insufficient_privilege';
     END IF;
     p_data := coalesce(p_data, '{}'::jsonb);
-    PERFORM jcs(p_data);  -- refuse what RFC 8785 cannot represent now, not at commit
+    -- Data JCS cannot represent is refused by the chain trigger at commit, and
+    -- the whole transaction with it; app.audit.record refuses it before sending.
     IF p_pii IS NOT NULL THEN
         IF jsonb_typeof(p_pii) <> 'object'
            OR EXISTS (SELECT FROM jsonb_each(p_pii) AS e

@@ -68,6 +68,10 @@ async def test_the_trigger_assigns_a_gapless_linked_chain(pool, admin, tenant):
         prev = row["row_hash"]
     times = [r["occurred_at"] for r in chain]
     assert times == sorted(times)
+    # The same check inside the database, for auditors working in SQL.
+    assert await admin.fetchval(
+        "SELECT bool_and(sha256(prev_hash || convert_to(audit_record_jcs(l), 'UTF8')) = row_hash)"
+        " FROM audit_log l WHERE tenant_id = $1", tenant.id) is True
 
 
 async def test_what_the_caller_sends_for_seq_time_and_hashes_is_ignored(admin, tenant):
@@ -194,6 +198,18 @@ async def test_record_refuses_bad_events_and_writes_nothing(pool, tenant):
         with pytest.raises((ValueError, NotCanonicalizable)):
             async with tenant_transaction(pool, tenant.id) as conn:
                 await record(conn, args.pop("action"), **args)
+    assert (await verify_chain(pool, tenant.id)).total_rows == 1
+
+
+async def test_data_the_database_cannot_canonicalise_fails_the_commit_and_the_change(pool, tenant):
+    with pytest.raises(asyncpg.NumericValueOutOfRangeError, match="IEEE-754"):
+        async with tenant_transaction(pool, tenant.id) as conn:
+            await conn.execute("INSERT INTO app_user (tenant_id, email, display_name) VALUES ($1, 'a@b.c', 'A')",
+                               tenant.id)
+            await conn.execute("SELECT audit_append('system:test', 'identity:user:create', NULL, NULL,"
+                               " '{\"x\": 1e400}', NULL, NULL)")
+    async with tenant_transaction(pool, tenant.id) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM app_user") == 0
     assert (await verify_chain(pool, tenant.id)).total_rows == 1
 
 
