@@ -5,8 +5,10 @@ On a scratch database (see _scratch.py) it builds one tenant whose chain holds
 app role, --chunk rows per transaction), vacuums and analyses the tables, as
 autovacuum would have, and times app.audit.verify.verify_chain over the chain:
 with --workers worker processes, as the application runs it (default: its
-EXCEPTAO_VERIFY_WORKERS default; the time includes starting the processes), and,
-when that is more than one, also in the calling process alone.
+EXCEPTAO_VERIFY_WORKERS default; the processes are started before timing, as a
+serving app keeps them), and, when that is more than one, also in the calling
+process alone. Each is timed --repeat times; the median is reported, with every
+run's seconds.
 
 Most rows are small ({"n": …, "note": "bench"}); the mix also has nested
 objects with floats, booleans and nulls (5 %), non-ASCII strings (5 %, a fifth
@@ -15,11 +17,11 @@ and targets (25 %). The counts are in "mix".
 
 Run from the repository root, with the project installed:
 
-    python bench/audit_verify.py [--rows 1000000] [--workers 2] [--batch 20000] [--profile verify.prof]
+    python bench/audit_verify.py [--rows 1000000] [--workers 2] [--repeat 3] [--profile verify.prof]
 
---profile runs a single-process verify_chain under cProfile (worker processes
-would escape it), writes the stats to the file and prints the top functions to
-stderr; the figures then include the profiler's overhead.
+--profile runs the single-process verify_chain once under cProfile (worker
+processes would escape it), writes the stats to the file and prints the top
+functions to stderr; that figure then includes the profiler's overhead.
 DATABASE_URL chooses the server (an administrator URL; default
 postgresql://postgres@127.0.0.1:5432/postgres). The figures are printed as one
 JSON object on stdout; progress goes to stderr.
@@ -32,6 +34,7 @@ import asyncio
 import cProfile
 import io
 import pstats
+import statistics
 from time import perf_counter
 
 import asyncpg
@@ -102,8 +105,8 @@ async def build_chain(pool: asyncpg.Pool, tenant: Tenant, rows: int, chunk: int)
 
 
 async def timed_verify(pool: asyncpg.Pool, tenant: Tenant, rows: int, args: argparse.Namespace,
-                       workers: int, dsn: str) -> dict:
-    """Time one verify_chain; refuse to report a figure for a chain it did not accept."""
+                       workers: int, dsn: str) -> float:
+    """Seconds of one verify_chain; refuses to report a figure for a chain it did not accept."""
     profiler = cProfile.Profile() if args.profile and workers == 1 else None
     started = perf_counter()
     if profiler:
@@ -120,7 +123,15 @@ async def timed_verify(pool: asyncpg.Pool, tenant: Tenant, rows: int, args: argp
     if not verdict.ok or verdict.total_rows != rows:
         raise SystemExit(f"the verifier did not accept the chain it was given: {verdict.as_json()}")
     log(f"verify_chain, {workers} worker(s): {seconds:.2f} s")
-    return {"workers": workers, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
+    return seconds
+
+
+async def repeated_verify(pool: asyncpg.Pool, tenant: Tenant, rows: int, args: argparse.Namespace,
+                          workers: int, dsn: str) -> dict:
+    runs = [await timed_verify(pool, tenant, rows, args, workers, dsn) for _ in range(args.repeat)]
+    seconds = statistics.median(runs)
+    return {"workers": workers, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
+            "runs_seconds": [round(r, 3) for r in runs]}
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -138,8 +149,9 @@ async def main(args: argparse.Namespace) -> dict:
                 mix = dict(await admin.fetchrow(MIX, tenant.id))
                 dsn = app_settings(admin_url).runtime_database_url
                 # A serving app keeps its worker processes after its first long walk: spawn them untimed.
-                await start_workers(args.workers)
-                runs = [await timed_verify(pool, tenant, args.rows, args, w, dsn)
+                if args.workers > 1:
+                    await start_workers(args.workers)
+                runs = [await repeated_verify(pool, tenant, args.rows, args, w, dsn)
                         for w in sorted({1, args.workers})]
         finally:
             shutdown_workers()
@@ -171,10 +183,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=Settings().verify_batch, help="verify_chain batch size")
     parser.add_argument("--workers", type=int, default=Settings().verify_workers,
                         help="verify_chain worker processes (default: the application's default here)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each verify_chain; the median counts")
     parser.add_argument("--profile", metavar="FILE", help="profile verify_chain with cProfile, stats to FILE")
     args = parser.parse_args()
-    if args.rows < 1:
-        parser.error("--rows must be at least 1")
+    if args.rows < 1 or args.repeat < 1:
+        parser.error("--rows and --repeat must be at least 1")
+    if args.profile:
+        args.repeat = 1
     return args
 
 
