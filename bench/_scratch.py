@@ -110,7 +110,8 @@ async def server_facts(pool: asyncpg.Pool) -> dict:
         " current_setting('fsync') AS fsync,"
         " current_setting('wal_sync_method') AS wal_sync_method,"
         " current_setting('commit_delay') AS commit_delay,"
-        " current_setting('shared_buffers') AS shared_buffers"
+        " current_setting('shared_buffers') AS shared_buffers,"
+        " current_setting('autovacuum') AS autovacuum"
     )
     return {**dict(row), "client_cpus": os.cpu_count()}
 

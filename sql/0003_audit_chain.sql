@@ -224,7 +224,10 @@ CREATE TABLE audit_log (
     prev_hash      bytea NOT NULL CHECK (length(prev_hash) = 32),
     row_hash       bytea NOT NULL CHECK (length(row_hash) = 32),
     PRIMARY KEY (tenant_id, seq),
-    UNIQUE (tenant_id, prev_hash),  -- two rows claiming one predecessor: a fork fails loudly
+    -- Two rows claiming one predecessor: a fork fails loudly. prev_hash leads so
+    -- this index never looks like a (tenant_id, ...) index to the planner: without
+    -- statistics it chose it for audit_pii's foreign-key check, scanning the chain.
+    UNIQUE (prev_hash, tenant_id),
     CHECK ((target_type IS NULL) = (target_id IS NULL))
 );
 
@@ -486,6 +489,8 @@ AS $$
 DECLARE
     new_seq bigint;
 BEGIN
+    -- Deleted first: the insert below takes the tenant's lock, held until commit.
+    DELETE FROM audit_pending WHERE id = NEW.id;
     INSERT INTO audit_log (tenant_id, actor, action, target_type, target_id, data, pii_commitment)
     VALUES (NEW.tenant_id, NEW.actor, NEW.action, NEW.target_type, NEW.target_id, NEW.data, NEW.pii_commitment)
     RETURNING seq INTO new_seq;
@@ -493,7 +498,6 @@ BEGIN
         INSERT INTO audit_pii (tenant_id, seq, salt, email, ip, user_agent)
         VALUES (NEW.tenant_id, new_seq, NEW.salt, NEW.email, NEW.ip, NEW.user_agent);
     END IF;
-    DELETE FROM audit_pending WHERE id = NEW.id;
     RETURN NULL;
 END
 $$;

@@ -213,6 +213,18 @@ async def test_data_the_database_cannot_canonicalise_fails_the_commit_and_the_ch
     assert (await verify_chain(pool, tenant.id)).total_rows == 1
 
 
+async def test_finding_one_event_by_seq_uses_the_primary_key_even_without_statistics(admin):
+    """audit_pii's foreign-key check looks up (tenant_id, seq); a plan through the fork
+    index would scan the tenant's whole chain for every event with personal data."""
+    async with admin.transaction():
+        await admin.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await admin.execute("PREPARE find_event (uuid, bigint) AS"
+                            " SELECT 1 FROM audit_log WHERE tenant_id = $1 AND seq = $2")
+        plan = "\n".join(r[0] for r in await admin.fetch("EXPLAIN EXECUTE find_event (gen_random_uuid(), 1)"))
+        await admin.execute("DEALLOCATE find_event")
+    assert "audit_log_pkey" in plan, plan
+
+
 async def test_action_names_are_domain_subject_verb():
     for action in AuditAction:
         domain, subject, verb = action.value.split(":")

@@ -76,7 +76,7 @@ async def test_a_forged_row_at_the_end_is_found(pool, admin, chain, verdict):
 
 
 async def test_a_forged_fork_fails_loudly(admin, chain):
-    """A second row claiming an existing predecessor violates UNIQUE (tenant_id, prev_hash)."""
+    """A second row claiming an existing predecessor violates UNIQUE (prev_hash, tenant_id)."""
     prev = await admin.fetchval("SELECT prev_hash FROM audit_log WHERE tenant_id = $1 AND seq = 5", chain.id)
     with pytest.raises(asyncpg.UniqueViolationError):
         async with tampering(admin):
