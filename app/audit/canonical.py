@@ -88,10 +88,6 @@ def canonical_data(text: str) -> bytes:
     return rfc8785.dumps(_decode_as_doubles(text))
 
 
-def canonical_data_text(text: str) -> str:
-    return canonical_data(text).decode("utf-8")
-
-
 def json_string(text: str) -> bytes:
     """A JSON string as JCS writes it: only " \\ and controls escaped, UTF-8."""
     return orjson.dumps(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from app import create_app
@@ -61,7 +63,7 @@ async def test_healthz_follows_the_database(server_url, tmp_path):
     from tests.conftest import create_database, drop_database
     from app.migrations import migrate
 
-    name = f"exceptao_health_{tmp_path.name[-8:].lower()}".replace("-", "_")
+    name = f"exceptao_health_{uuid.uuid4().hex[:12]}"  # other suites may share the server
     url = await create_database(server_url, name)
     try:
         await migrate(url)
