@@ -8,11 +8,15 @@ from app.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Quart:
+    from dataclasses import replace
+
     from app.db import open_pool
     from app.views import register_blueprints
+    from app.web import init_app as init_web
 
-    app = Quart(__name__)
-    app.config["EXCEPTAO"] = settings or Settings.from_env()
+    settings = settings or Settings.from_env()
+    app = Quart(__name__, static_folder="../static", static_url_path="/static")
+    app.config["EXCEPTAO"] = replace(settings, secret_key=settings.key())
 
     @app.before_serving
     async def open_database() -> None:
@@ -27,5 +31,6 @@ def create_app(settings: Settings | None = None) -> Quart:
         if pool is not None:
             await pool.close()
 
+    init_web(app)
     register_blueprints(app)
     return app

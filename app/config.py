@@ -12,11 +12,19 @@
 | DATABASE_STATEMENT_CACHE | 100 | asyncpg prepared statements per connection; 0 behind pgbouncer (transaction pooling) |
 | EXCEPTAO_VERIFY_BATCH | 20000 | rows the verifier reads per round trip |
 | EXCEPTAO_VERIFY_WORKERS | CPUs, at most 4 | processes that walk a long chain (50,000 rows and more) in parallel |
+| EXCEPTAO_SECRET_KEY | `<data dir>/secret.key`, made on first use (mode 0600) | 32 bytes, base64: encrypts TOTP secrets (AES-256-GCM) and keys rate-limit counters (HMAC) |
+| EXCEPTAO_SESSION_IDLE_MINUTES | 30 | a session unused this long is over |
+| EXCEPTAO_SESSION_HOURS | 12 | a session is over this long after sign-in, used or not |
+| EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where password-reset mail is sent |
+| EXCEPTAO_SMTP_USER / EXCEPTAO_SMTP_PASSWORD / EXCEPTAO_SMTP_STARTTLS | unset / unset / off | SMTP sign-in; STARTTLS when `on` |
+| EXCEPTAO_MAIL_FROM | exceptao@localhost | sender of password-reset mail |
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -55,6 +63,15 @@ class Settings:
     statement_cache: int = 100
     verify_batch: int = 20000
     verify_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    secret_key: bytes | None = field(default=None, repr=False)
+    session_idle_minutes: int = 30
+    session_hours: int = 12
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    mail_from: str = "exceptao@localhost"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -72,10 +89,31 @@ class Settings:
             statement_cache=int(env.get("DATABASE_STATEMENT_CACHE", defaults.statement_cache)),
             verify_batch=int(env.get("EXCEPTAO_VERIFY_BATCH", defaults.verify_batch)),
             verify_workers=int(env.get("EXCEPTAO_VERIFY_WORKERS", defaults.verify_workers)),
+            secret_key=decode_key(env["EXCEPTAO_SECRET_KEY"]) if env.get("EXCEPTAO_SECRET_KEY") else None,
+            session_idle_minutes=int(env.get("EXCEPTAO_SESSION_IDLE_MINUTES", defaults.session_idle_minutes)),
+            session_hours=int(env.get("EXCEPTAO_SESSION_HOURS", defaults.session_hours)),
+            smtp_host=env.get("EXCEPTAO_SMTP_HOST", defaults.smtp_host),
+            smtp_port=int(env.get("EXCEPTAO_SMTP_PORT", defaults.smtp_port)),
+            smtp_user=env.get("EXCEPTAO_SMTP_USER") or None,
+            smtp_password=env.get("EXCEPTAO_SMTP_PASSWORD") or None,
+            smtp_starttls=env.get("EXCEPTAO_SMTP_STARTTLS", "off") == "on",
+            mail_from=env.get("EXCEPTAO_MAIL_FROM", defaults.mail_from),
         )
 
     def with_database(self, admin_url: str) -> "Settings":
         return replace(self, database_url=admin_url)
+
+    def key(self) -> bytes:
+        """The secret key: from the environment, else a key file in the data dir, made once."""
+        if self.secret_key is not None:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        return decode_key(path.read_text().strip())
 
     @property
     def runtime_database_url(self) -> str:
@@ -84,3 +122,10 @@ class Settings:
         if not self.database_url:
             raise RuntimeError("no database configured: set DATABASE_URL or use `exceptao serve`")
         return url_for_role(self.database_url, APP_ROLE)
+
+
+def decode_key(text: str) -> bytes:
+    key = base64.b64decode(text, validate=True)
+    if len(key) != 32:
+        raise ValueError("EXCEPTAO_SECRET_KEY must be 32 bytes, base64-encoded")
+    return key

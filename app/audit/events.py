@@ -28,6 +28,22 @@ class AuditAction(str, enum.Enum):
 
     TENANT_CREATE = "tenant:tenant:create"
     USER_CREATE = "identity:user:create"
+    SIGNIN = "identity:session:create"
+    SIGNIN_FAIL = "identity:signin:fail"
+    SIGNOUT = "identity:session:end"
+    SESSION_REVOKE = "identity:session:revoke"
+    SESSIONS_REVOKE_ALL = "identity:session:revoke_all"
+    STEP_UP = "identity:session:step_up"
+    FACTOR_FAIL = "identity:factor:fail"
+    TOTP_ENROL = "identity:totp:enrol"
+    TOTP_REMOVE = "identity:totp:remove"
+    RECOVERY_CODES_CREATE = "identity:recovery_codes:create"
+    RECOVERY_CODE_USE = "identity:recovery_code:use"
+    PASSKEY_REGISTER = "identity:passkey:register"
+    PASSKEY_REMOVE = "identity:passkey:remove"
+    PASSWORD_RESET_REQUEST = "identity:password_reset:request"
+    PASSWORD_RESET = "identity:password:reset"
+    ACCOUNT_LOCK = "identity:account:lock"
 
 
 @dataclass(frozen=True)

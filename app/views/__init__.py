@@ -5,25 +5,30 @@ from __future__ import annotations
 from quart import Quart, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.web import render
+
 
 def register_blueprints(app: Quart) -> None:
+    from app.views.account import blueprint as account
     from app.views.audit_api import blueprint as audit_api
+    from app.views.auth import blueprint as auth
     from app.views.health import blueprint as health
+    from app.views.reset import blueprint as reset
 
     app.register_blueprint(health)
     app.register_blueprint(audit_api)
+    app.register_blueprint(auth)
+    app.register_blueprint(account)
+    app.register_blueprint(reset)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException):
         # The JSON API answers errors in JSON, never with an HTML page or a trace.
         if request.path.startswith("/api/"):
             return jsonify({"error": error.name, "message": error.description}), error.code
-        return error
-
-    @app.after_request
-    async def no_sniff(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+        if error.code == 404:
+            return await render("error.html", title="Not found", message="There is no such page.", status=404)
+        return await render("error.html", title=error.name, message=error.description, status=error.code)
 
 
 def pool():

@@ -1,0 +1,25 @@
+"""Which tenant a request is for: pages by host (<slug>.<base domain>), the API also by X-Tenant."""
+
+from __future__ import annotations
+
+from quart import current_app, request
+
+from app.tenants import Tenant, tenant_by_slug
+
+
+def slug_from_host() -> str | None:
+    host = (request.host or "").split(":")[0].lower()
+    suffix = "." + current_app.config["EXCEPTAO"].base_domain.lower()
+    return host[: -len(suffix)] if host.endswith(suffix) else None
+
+
+async def tenant_from_host() -> Tenant | None:
+    slug = slug_from_host()
+    return await tenant_by_slug(current_app.extensions["pool"], slug) if slug else None
+
+
+def tenant_url(slug: str, path: str = "/") -> str:
+    """The same server under the tenant's host name."""
+    base = current_app.config["EXCEPTAO"].base_domain
+    port = (request.host or "").partition(":")[2]
+    return f"{request.scheme}://{slug}.{base}{':' + port if port else ''}{path}"

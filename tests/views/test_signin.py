@@ -1,0 +1,94 @@
+"""Signing in with a password, the first-sign-in rule for second factors, sessions."""
+
+from __future__ import annotations
+
+from app.audit.verify import verify_tenant
+from tests.web import PASSWORD, Browser, code_at, make_user, totp_secret_from
+
+
+async def sign_in(browser: Browser, email: str, password: str = PASSWORD):
+    await browser.get("/signin")
+    return await browser.post("/signin", {"email": email, "password": password})
+
+
+async def test_first_signin_may_skip_enrolment_once(browser, admin, tenant):
+    email = await make_user(admin, tenant)
+    response = await sign_in(browser, email)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/account/totp?first=1"
+    home = await browser.get("/")
+    assert home.status_code == 200 and "Welcome, Uma User" in browser.last_body
+    assert "has no second factor" in browser.last_body
+
+
+async def test_second_signin_without_a_factor_must_enrol_first(site, admin, tenant):
+    email = await make_user(admin, tenant, signins=1)
+    browser = Browser(site.test_client(), f"{tenant.slug}.localhost")
+    response = await sign_in(browser, email)
+    assert response.headers["Location"] == "/account/totp"
+    for path in ("/", "/account"):
+        response = await browser.get(path)
+        assert response.status_code == 303 and response.headers["Location"] in ("/signin/factor", "/account/totp")
+    enrol = await browser.get("/account/totp")
+    assert enrol.status_code == 200 and "needs a second factor" in browser.last_body
+    assert "<svg" in browser.last_body
+    secret = totp_secret_from(browser.last_body)
+    response = await browser.post("/account/totp", {"code": code_at(secret)})
+    assert response.status_code == 200 and "recovery-codes" in browser.last_body
+    assert (await browser.get("/account")).status_code == 200
+
+
+async def test_wrong_password_and_unknown_user_answer_alike(browser, admin, tenant):
+    email = await make_user(admin, tenant)
+    wrong = await sign_in(browser, email, "not the password at all")
+    wrong_body = browser.last_body
+    unknown = await sign_in(browser, "nobody@example.com", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Email or password is incorrect." in wrong_body and "Email or password is incorrect." in browser.last_body
+    assert 'value="nobody@example.com"' in browser.last_body  # what was typed is kept
+    assert browser.session_token is None
+
+
+async def test_session_token_changes_at_signin(browser, admin, tenant, site):
+    email = await make_user(admin, tenant)
+    browser.cookies["exceptao_session"] = "planted-by-an-attacker-0123456789"
+    await sign_in(browser, email)
+    assert browser.session_token and browser.session_token != "planted-by-an-attacker-0123456789"
+    # The token is stored only as a hash.
+    stored = await admin.fetch("SELECT token_hash FROM user_session WHERE tenant_id = $1", tenant.id)
+    assert len(stored) == 1 and browser.session_token.encode() not in stored[0]["token_hash"]
+
+
+async def test_totp_from_the_second_signin_and_no_replay(site, admin, tenant, pool, settings):
+    email = await make_user(admin, tenant)
+    first = Browser(site.test_client(), f"{tenant.slug}.localhost")
+    await sign_in(first, email)
+    await first.get("/account/totp")
+    secret = totp_secret_from(first.last_body)
+    used = code_at(secret)
+    assert (await first.post("/account/totp", {"code": used})).status_code == 200
+    await first.post("/signout")
+
+    second = Browser(site.test_client(), f"{tenant.slug}.localhost")
+    response = await sign_in(second, email)
+    assert response.headers["Location"].startswith("/signin/factor")
+    assert (await second.get("/")).headers["Location"] == "/signin/factor"
+    await second.get("/signin/factor")
+    replay = await second.post("/signin/factor", {"code": used, "next": "/account"})
+    assert replay.status_code == 401 and "used already" in second.last_body
+    token_before = second.session_token
+    ok = await second.post("/signin/factor", {"code": code_at(secret, 1), "next": "/account"})
+    assert ok.status_code == 303 and ok.headers["Location"] == "/account"
+    assert second.session_token != token_before
+    assert (await second.get("/account")).status_code == 200
+
+    actions = [r["action"] for r in await admin.fetch(
+        "SELECT action FROM audit_log WHERE tenant_id = $1 ORDER BY seq", tenant.id)]
+    assert actions.count("identity:session:create") == 2
+    assert "identity:totp:enrol" in actions and "identity:factor:fail" in actions
+    pii = await admin.fetchrow(
+        "SELECT p.email, p.ip, p.user_agent FROM audit_pii p JOIN audit_log l USING (tenant_id, seq)"
+        " WHERE l.tenant_id = $1 AND l.action = 'identity:session:create' ORDER BY seq DESC LIMIT 1", tenant.id)
+    assert pii["email"] == email and pii["user_agent"] == "Mozilla/5.0 (TestBrowser)"
+    assert pii["ip"] == "203.0.113.7"
+    assert (await verify_tenant(pool, tenant.id, settings)).ok
