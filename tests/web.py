@@ -35,6 +35,9 @@ class Browser:
         headers.update(extra or {})
         return headers
 
+    def __post_init__(self) -> None:
+        self.client.cookie_jar = None  # this class is the jar: one per browser, not one per client
+
     def _scope(self) -> dict:
         return {"client": (self.address, 50000)}
 
