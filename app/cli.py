@@ -151,7 +151,9 @@ async def _serve(settings: Settings, *, demo: bool) -> None:
     url = f"http://{settings.host}:{settings.port}/"
     print(f"Exceptao is serving on {url}", flush=True)
     if demo:
-        print(f"Demo tenant: {DEMO_SLUG}. Verify its audit chain: curl -H 'X-Tenant: {DEMO_SLUG}' {url}api/audit/verify")
+        print(f"Sign in at http://{DEMO_SLUG}.{settings.base_domain}:{settings.port}/signin"
+              f" (tenant {DEMO_SLUG}; *.localhost reaches this machine in Chromium and Firefox).")
+        print(f"Verify its audit chain: curl -H 'X-Tenant: {DEMO_SLUG}' {url}api/audit/verify")
         if logins:
             print("Demo users (passwords are shown once and kept in "
                   f"{credentials_file(settings.data_dir)}):")
