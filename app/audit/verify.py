@@ -83,40 +83,34 @@ def pii_commitment(salt: bytes, email: str | None, ip: str | None, ua: str | Non
     ))).digest()
 
 
-class Timestamps:
-    """RFC 3339 UTC with microseconds, from epoch microseconds; seconds formatted once each."""
-
-    def __init__(self) -> None:
-        self._second: int | None = None
-        self._prefix = ""
-
-    def format(self, micros: int) -> bytes:
-        second, fraction = divmod(micros, 1_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        return f"{self._prefix}{fraction:06d}Z".encode("ascii")
+def second_prefix(second: int) -> bytes:
+    """The "YYYY-MM-DDTHH:MM:SS." of an RFC 3339 UTC time, from seconds since the epoch."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode("ascii")
 
 
-def record_bytes(
-    tenant: bytes, seq: int, at: bytes, actor: str, action: str,
+# prev_hash, then the v1 record with its keys in RFC 8785 order (ASCII, so
+# code-point order) and "at" as its second's prefix and the microseconds.
+_HASH_INPUT = (b'%b{"action":%b,"actor":%b,"at":"%b%06dZ","data":%b,"pii":%b,'
+               b'"seq":%d,"target":%b,"tenant":"%b","v":1}')
+
+
+def hash_input(
+    prev_hash: bytes, tenant: bytes, seq: int, at_second: bytes, at_micro: int, actor: str, action: str,
     target_type: str | None, target_id: str | None, data_text: str, pii: bytes | None,
 ) -> bytes:
-    """UTF-8 JCS of the v1 record: keys in RFC 8785 order, data canonicalised.
+    """prev_hash || UTF-8(JCS(record)), which SHA-256 turns into row_hash; data canonicalised.
 
-    tenant is the tenant's UUID as JSON string contents, in bytes.
+    tenant is the tenant's UUID as JSON string contents, in bytes; at_second
+    comes from second_prefix.
     """
-    return b"".join((
-        b'{"action":', json_string(action),
-        b',"actor":', json_string(actor),
-        b',"at":"', at,
-        b'","data":', canonical_data(data_text),
-        b',"pii":', b"null" if pii is None else b'"' + pii.hex().encode("ascii") + b'"',
-        b',"seq":', b"%d" % seq,
-        b',"target":', b"null" if target_type is None
-        else b'{"id":' + json_string(target_id) + b',"type":' + json_string(target_type) + b"}",
-        b',"tenant":"', tenant, b'","v":1}',
-    ))
+    return _HASH_INPUT % (
+        prev_hash, json_string(action), json_string(actor), at_second, at_micro, canonical_data(data_text),
+        b"null" if pii is None else b'"%b"' % pii.hex().encode("ascii"),
+        seq,
+        b"null" if target_type is None
+        else b'{"id":%b,"type":%b}' % (json_string(target_id), json_string(target_type)),
+        tenant,
+    )
 
 
 @dataclass
@@ -140,7 +134,8 @@ class ChainWalk:
         self.erased = 0
         self.seen: dict[int, bytes] = {}
         self.watch = watch
-        self.timestamps = Timestamps()
+        self.second = -1
+        self.at_second = b""
 
     def feed(self, rows: list, pii_rows: dict[int, tuple]) -> None:
         """Check rows (a batch of audit_log) with their audit_pii rows, keyed by seq."""
@@ -148,7 +143,7 @@ class ChainWalk:
         expected = self.next_seq
         prev = self.prev_hash
         watch = self.watch
-        at = self.timestamps.format
+        second, at_second = self.second, self.at_second
         committed = 0
         for seq, micros, actor, action, ttype, tid, data, pii, hash_v, prev_hash, row_hash in rows:
             if seq != expected:
@@ -157,8 +152,12 @@ class ChainWalk:
                 raise _Broken(seq, "unknown_hash_version")
             if prev_hash != prev:
                 raise _Broken(seq, "link_mismatch")
-            record = record_bytes(tenant, seq, at(micros), actor, action, ttype, tid, data, pii)
-            if sha256(prev_hash + record).digest() != row_hash:
+            if micros // 1_000_000 != second:
+                second = micros // 1_000_000
+                at_second = second_prefix(second)
+            hashed = hash_input(prev_hash, tenant, seq, at_second, micros % 1_000_000, actor, action, ttype, tid,
+                                data, pii)
+            if sha256(hashed).digest() != row_hash:
                 raise _Broken(seq, "hash_mismatch")
             if pii is not None:
                 committed += 1
@@ -180,6 +179,7 @@ class ChainWalk:
             raise _Broken(stray, "pii_commitment_mismatch")
         self.next_seq = expected
         self.prev_hash = prev
+        self.second, self.at_second = second, at_second
 
 
 async def walk_range(
