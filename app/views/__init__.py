@@ -13,6 +13,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
     from app.views.health import blueprint as health
+    from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
 
     app.register_blueprint(health)
@@ -20,6 +21,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(auth)
     app.register_blueprint(account)
     app.register_blueprint(reset)
+    app.register_blueprint(passkeys)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException):

@@ -102,4 +102,9 @@ async def write_cookies(response):
         cookies.delete_cookie(response, "session")
     if getattr(g, "csrf_seed_new", False):
         cookies.set_cookie(response, "csrf", g.csrf_seed)
+    for name, value in getattr(g, "cookie_updates", ()):
+        if value:
+            cookies.set_cookie(response, name, value, max_age=600)
+        else:
+            cookies.delete_cookie(response, name)
     return response
