@@ -92,3 +92,23 @@ async def test_totp_from_the_second_signin_and_no_replay(site, admin, tenant, po
     assert pii["email"] == email and pii["user_agent"] == "Mozilla/5.0 (TestBrowser)"
     assert pii["ip"] == "203.0.113.7"
     assert (await verify_tenant(pool, tenant.id, settings)).ok
+
+
+async def test_signin_rehashes_a_password_hashed_with_old_parameters(browser, admin, tenant):
+    from argon2 import PasswordHasher
+
+    email = await make_user(admin, tenant)
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    await admin.execute("UPDATE app_user SET password_hash = $2 WHERE email = $1", email, old)
+    assert (await sign_in(browser, email)).status_code == 303
+    stored = await admin.fetchval("SELECT password_hash FROM app_user WHERE email = $1", email)
+    assert stored != old and "m=65536,t=3,p=4" in stored
+
+
+async def test_totp_secret_is_stored_encrypted(browser, admin, tenant):
+    email = await make_user(admin, tenant)
+    await sign_in(browser, email)
+    await browser.get("/account/totp")
+    secret = totp_secret_from(browser.last_body)
+    stored = await admin.fetchval("SELECT totp_secret FROM app_user WHERE email = $1", email)
+    assert stored and secret.encode() not in stored and len(stored) > len(secret)
