@@ -11,6 +11,12 @@ serving app keeps them), and, when that is more than one, also in the calling
 process alone. Each is timed --repeat times; the median is reported, with every
 run's seconds.
 
+Timings of whole walks are noisy on a shared machine. "python_us_per_row" is
+steadier: the verifier's per-row Python work (ChainWalk.feed, and
+canonical_data alone) on the chain's first --sample rows, fetched once, the
+fastest of --sample-repeat runs, in microseconds per row. Compare those
+before and after a change to the verifier's code.
+
 Most rows are small ({"n": …, "note": "bench"}); the mix also has nested
 objects with floats, booleans and nulls (5 %), non-ASCII strings (5 %, a fifth
 of them with a character above U+E000), personal data via p_pii/p_salt (2 %)
@@ -37,6 +43,7 @@ import io
 import itertools
 import pstats
 import statistics
+import timeit
 from time import perf_counter
 
 import asyncpg
@@ -45,7 +52,8 @@ from _scratch import (
     add_schema_argument, app_pool, app_settings, emit, log, make_tenants, schema_checksums, scratch_database,
     server_facts,
 )
-from app.audit.verify import Verdict, shutdown_workers, start_workers, verify_chain
+from app.audit.canonical import canonical_data
+from app.audit.verify import GENESIS, PII, ROWS, ChainWalk, Verdict, shutdown_workers, start_workers, verify_chain
 from app.config import Settings
 from app.db import tenant_transaction
 from app.tenants import Tenant
@@ -150,6 +158,26 @@ async def repeated_verify(pool: asyncpg.Pool, tenant: Tenant, rows: int, args: a
             "runs_seconds": [round(r, 3) for r in runs]}
 
 
+async def python_per_row(pool: asyncpg.Pool, tenant: Tenant, args: argparse.Namespace) -> dict:
+    """Microseconds per row of the verifier's Python work on the first --sample rows (fastest run)."""
+    async with tenant_transaction(pool, tenant.id, isolation="repeatable_read", readonly=True) as conn:
+        rows = await conn.fetch(ROWS, tenant.id, 0, args.sample, args.sample)
+        pii_rows = {r[0]: tuple(r)[1:] for r in await conn.fetch(PII, tenant.id, 0, args.sample)}
+    texts = [r[6] for r in rows]
+
+    def feed() -> None:
+        ChainWalk(tenant.id, 1, GENESIS).feed(rows, pii_rows)
+
+    def canonicalise() -> None:
+        for text in texts:
+            canonical_data(text)
+
+    def fastest(work) -> float:
+        return round(min(timeit.repeat(work, number=1, repeat=args.sample_repeat)) / len(rows) * 1e6, 3)
+
+    return {"rows": len(rows), "feed": fastest(feed), "canonical_data": fastest(canonicalise)}
+
+
 async def main(args: argparse.Namespace) -> dict:
     async with scratch_database(args.sql_dir) as admin_url:
         schema = await schema_checksums(admin_url)
@@ -163,6 +191,7 @@ async def main(args: argparse.Namespace) -> dict:
                 await admin.execute("VACUUM (ANALYZE) audit_log, audit_pii")
                 vacuum_seconds = perf_counter() - started
                 mix = dict(await admin.fetchrow(MIX, tenant.id))
+                per_row = await python_per_row(pool, tenant, args)
                 dsn = app_settings(admin_url).runtime_database_url
                 # A serving app keeps its worker processes after its first long walk: spawn them untimed.
                 if args.workers > 1:
@@ -184,6 +213,7 @@ async def main(args: argparse.Namespace) -> dict:
         "vacuum_analyze_seconds": round(vacuum_seconds, 1),
         "batch": args.batch,
         "profiled": bool(args.profile),
+        "python_us_per_row": per_row,
         **configured,
         **({"single_process": runs[0]} if len(runs) > 1 else {}),
         "target_rows_per_s": TARGET_ROWS_PER_S,
@@ -200,10 +230,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=Settings().verify_workers,
                         help="verify_chain worker processes (default: the application's default here)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each verify_chain; the median counts")
+    parser.add_argument("--sample", type=int, default=50_000, help="rows for the per-row Python timing")
+    parser.add_argument("--sample-repeat", type=int, default=7, help="runs of the per-row timing; the fastest counts")
     parser.add_argument("--profile", metavar="FILE", help="profile verify_chain with cProfile, stats to FILE")
     args = parser.parse_args()
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
+    if args.rows < 1 or args.repeat < 1 or args.sample < 1 or args.sample_repeat < 1:
+        parser.error("--rows, --repeat, --sample and --sample-repeat must be at least 1")
     if args.profile:
         args.repeat = 1
     return args
