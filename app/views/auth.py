@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlencode
 
 from quart import Blueprint, current_app, g, redirect, request
 
@@ -52,6 +53,11 @@ async def finish_signin(conn, user: User, method: str | None) -> None:
     else:
         token, g.session = await sessions.complete(conn, g.session, method)
     g.new_session_token = token
+    await count_signin(conn, user)
+
+
+async def count_signin(conn, user: User) -> None:
+    """A completed sign-in: the count behind "TOTP from the second sign-in", and the audit event."""
     await conn.execute("UPDATE app_user SET signins = signins + 1 WHERE id = $1", user.id)
     await audit(conn, AuditAction.SIGNIN, user, methods=list(g.session.methods))
 
@@ -79,9 +85,8 @@ async def home():
 async def signin_form():
     if g.tenant is None:
         return redirect("/", 303)
-    return await render("signin.html", email="", message=None, notice=request.args.get("notice") and
-                        "Your password was changed. Sign in with the new one.",
-                        next=safe_next(request.args.get("next")))
+    notice = "Your password was changed. Sign in with the new one." if request.args.get("notice") == "reset" else None
+    return await render("signin.html", email="", message=None, notice=notice, next=safe_next(request.args.get("next")))
 
 
 @blueprint.post("/signin")
@@ -133,14 +138,8 @@ async def signin():
             await finish_signin(conn, user, None)
             return see_other("/account/totp?first=1")
     if user.has_second_factor:
-        return see_other("/signin/factor?" + _next_query(next_url))
+        return see_other("/signin/factor?" + urlencode({"next": next_url}))
     return see_other("/account/totp")
-
-
-def _next_query(next_url: str) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode({"next": next_url})
 
 
 @blueprint.get("/signin/factor")

@@ -12,8 +12,8 @@ from app.accounts.users import by_id
 from app.audit import AuditAction
 from app.db import tenant_transaction
 from app.views import pool, settings
-from app.views.auth import audit, client_address, finish_signin, key
-from app.web import render, safe_next, see_other
+from app.views.auth import audit, client_address, count_signin, finish_signin, key
+from app.web import csrf, render, safe_next, see_other
 from app.web.guards import public, second_factor_pending, step_up
 
 blueprint = Blueprint("passkeys", __name__)
@@ -117,16 +117,15 @@ async def signin():
         async with tenant_transaction(pool(), g.tenant.id) as conn:
             user_id = await passkeys.authenticate(conn, rp_id(), state, body.get("credential") or {}, None)
             user = await by_id(conn, user_id)
-            token, g.session = await sessions.start(conn, settings(), g.tenant.id, user.id, stage=sessions.PASSWORD,
-                                                    methods=["passkey"], factor=True)
+            # A passkey with user verification is both factors: the session starts full.
+            g.new_session_token, g.session = await sessions.start(
+                conn, settings(), g.tenant.id, user.id, stage=sessions.FULL, methods=["passkey"], factor=True)
             g.user = user
-            await finish_signin(conn, user, "passkey")
+            await count_signin(conn, user)
     except PasskeyError as error:
         async with tenant_transaction(pool(), g.tenant.id) as conn:
             await audit(conn, AuditAction.SIGNIN_FAIL, None, reason="passkey")
         return failed(error, 401)
-    from app.web import csrf
-
     csrf.renew()
     return done(safe_next(body.get("next")))
 

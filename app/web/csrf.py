@@ -14,15 +14,15 @@ import secrets
 
 from quart import current_app, g, request
 
+from app.web import cookies
+
 FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def cookie_name() -> str:
-    from app.web.cookies import name
-
-    return name("csrf")
+    return cookies.name("csrf")
 
 
 def token_for(seed: str) -> str:
