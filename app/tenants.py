@@ -24,9 +24,10 @@ class Tenant:
     slug: str
     name: str
     audit_public: bool
+    suspended: bool = False
 
 
-_COLUMNS = "id, slug, name, audit_public"
+_COLUMNS = "id, slug, name, audit_public, suspended_at IS NOT NULL AS suspended"
 
 
 async def tenant_by_slug(conn: asyncpg.Connection | asyncpg.Pool, slug: str) -> Tenant | None:
@@ -44,9 +45,9 @@ async def public_tenants(conn: asyncpg.Connection | asyncpg.Pool) -> list[Tenant
 async def create_tenant(
     admin: asyncpg.Connection, slug: str, name: str, *, actor: str, audit_public: bool = False
 ) -> Tenant:
-    """Create a tenant and record the creation as the first event of its chain.
+    """Create a tenant with its default roles, and record the creation as the first event of its chain.
 
-    `admin` is an administrator connection (tenants are not created by the app role).
+    `admin` is an administrator or operator connection (the app role cannot create tenants).
     """
     slug = (slug or "").strip().lower()
     name = (name or "").strip()
@@ -74,4 +75,5 @@ async def create_tenant(
             target=Target("tenant", str(tenant.id)),
             data={"slug": slug, "name": name, "audit_public": audit_public},
         )
+        await admin.execute("SELECT seed_default_roles($1)", tenant.id)
     return tenant

@@ -26,11 +26,12 @@ async def issue(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> str
 
 
 async def holder(conn: asyncpg.Connection, token: str) -> UUID | None:
-    """The user a live token belongs to."""
+    """The user a live token belongs to (not when that user has been disabled since)."""
     if len(token) > 100:
         return None
     return await conn.fetchval(
-        "SELECT user_id FROM password_reset WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
+        "SELECT r.user_id FROM password_reset r JOIN app_user u ON u.id = r.user_id"
+        " WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > now() AND u.disabled_at IS NULL",
         _hash(token))
 
 

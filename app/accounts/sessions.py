@@ -32,6 +32,7 @@ class Session:
     created_at: datetime
     last_seen_at: datetime
     factor_at: datetime | None
+    scope_unit_id: UUID | None = None
 
 
 def new_token() -> str:
@@ -42,7 +43,7 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-_COLUMNS = "id, user_id, stage, methods, created_at, last_seen_at, factor_at"
+_COLUMNS = "id, user_id, stage, methods, created_at, last_seen_at, factor_at, scope_unit_id"
 
 
 async def start(
@@ -101,6 +102,13 @@ async def promote(conn: asyncpg.Connection, session: Session) -> tuple[str, Sess
         session.id, token_hash(token),
     )
     return token, Session(**row)
+
+
+async def set_scope(conn: asyncpg.Connection, session: Session, unit_id: UUID | None) -> Session:
+    """Work in another scope: the whole tenant (None) or an org unit (the caller checked it is allowed)."""
+    row = await conn.fetchrow(
+        f"UPDATE user_session SET scope_unit_id = $2 WHERE id = $1 RETURNING {_COLUMNS}", session.id, unit_id)
+    return Session(**row)
 
 
 async def revoke(conn: asyncpg.Connection, user_id: UUID, session_id: UUID) -> bool:

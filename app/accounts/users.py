@@ -16,6 +16,7 @@ class User:
     signins: int
     has_totp: bool
     passkeys: int
+    disabled: bool = False
 
     @property
     def has_second_factor(self) -> bool:
@@ -24,7 +25,8 @@ class User:
 
 _SELECT = """
 SELECT u.id, u.email, u.display_name, u.signins, u.totp_enrolled_at IS NOT NULL AS has_totp,
-       (SELECT count(*) FROM webauthn_credential w WHERE w.user_id = u.id)::int AS passkeys
+       (SELECT count(*) FROM webauthn_credential w WHERE w.user_id = u.id)::int AS passkeys,
+       u.disabled_at IS NOT NULL AS disabled
   FROM app_user u
 """
 

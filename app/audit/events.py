@@ -20,7 +20,7 @@ import asyncpg
 
 from app.audit.canonical import NotCanonicalizable, canonical
 
-_ACTOR = re.compile(r"^(user|system|vendor):[A-Za-z0-9_.:-]+$")
+_ACTOR = re.compile(r"^(user|system|vendor|operator):[A-Za-z0-9_.:-]+$")
 
 
 class AuditAction(str, enum.Enum):
@@ -44,6 +44,27 @@ class AuditAction(str, enum.Enum):
     PASSWORD_RESET_REQUEST = "identity:password_reset:request"
     PASSWORD_RESET = "identity:password:reset"
     ACCOUNT_LOCK = "identity:account:lock"
+    SCOPE_SWITCH = "identity:session:scope"
+    TOKEN_CREATE = "access:token:create"
+    TOKEN_REVOKE = "access:token:revoke"
+    USER_INVITE = "access:user:invite"
+    USER_DISABLE = "access:user:disable"
+    USER_ENABLE = "access:user:enable"
+    GROUP_CREATE = "access:group:create"
+    GROUP_UPDATE = "access:group:update"
+    GROUP_DELETE = "access:group:delete"
+    GROUP_MEMBER_ADD = "access:group_member:add"
+    GROUP_MEMBER_REMOVE = "access:group_member:remove"
+    ROLE_CREATE = "access:role:create"
+    ROLE_UPDATE = "access:role:update"
+    ROLE_DELETE = "access:role:delete"
+    ASSIGNMENT_CREATE = "access:assignment:create"
+    ASSIGNMENT_DELETE = "access:assignment:delete"
+    ORG_UNIT_CREATE = "access:org_unit:create"
+    ORG_UNIT_UPDATE = "access:org_unit:update"
+    ORG_UNIT_DELETE = "access:org_unit:delete"
+    TENANT_SUSPEND = "tenant:tenant:suspend"
+    TENANT_RESTORE = "tenant:tenant:restore"
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,10 @@ def user_actor(user_id: object) -> str:
     return f"user:{user_id}"
 
 
+def operator_actor(operator_id: object) -> str:
+    return f"operator:{operator_id}"
+
+
 def system_actor(job: str) -> str:
     return f"system:{job}"
 
@@ -90,7 +115,7 @@ async def record(
     """
     action = AuditAction(action)
     if not _ACTOR.match(actor):
-        raise ValueError(f"actor {actor!r} is not user:<id>, system:<job> or vendor:<id>")
+        raise ValueError(f"actor {actor!r} is not user:<id>, system:<job>, vendor:<id> or operator:<id>")
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise NotCanonicalizable("event data must be a JSON object")

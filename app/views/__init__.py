@@ -10,11 +10,13 @@ from app.web import render
 
 def register_blueprints(app: Quart) -> None:
     from app.views.account import blueprint as account
+    from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
     from app.views.health import blueprint as health
     from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
+    from app.views.tokens import blueprint as tokens
 
     app.register_blueprint(health)
     app.register_blueprint(audit_api)
@@ -22,6 +24,8 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(account)
     app.register_blueprint(reset)
     app.register_blueprint(passkeys)
+    app.register_blueprint(tokens)
+    app.register_blueprint(api)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException):

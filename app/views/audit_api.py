@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, abort, jsonify, request
+from quart import Blueprint, abort, jsonify
 
 from app.audit.verify import verify_tenant
 from app.db import tenant_transaction
 from app.tenants import Tenant, public_tenants, tenant_by_slug
 from app.views import pool, settings
+from app.web.tenancy import slug_from_request
 
 blueprint = Blueprint("audit_api", __name__, url_prefix="/api/audit")
 
 
-def requested_slug() -> str | None:
-    """The tenant from X-Tenant, or from the host <slug>.<base domain>."""
-    header = request.headers.get("X-Tenant")
-    if header:
-        return header.strip().lower()
-    host = (request.host or "").split(":")[0].lower()
-    suffix = "." + settings().base_domain.lower()
-    if host.endswith(suffix):
-        return host[: -len(suffix)]
-    return None
-
-
 async def requested_tenant() -> Tenant:
-    slug = requested_slug()
+    slug = slug_from_request()
     if not slug:
         abort(404, "name the tenant in the X-Tenant header or the host name")
     tenant = await tenant_by_slug(pool(), slug)

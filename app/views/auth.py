@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlencode
 
-from quart import Blueprint, current_app, g, redirect, request
+from quart import Blueprint, abort, g, redirect, request
 
 from app.accounts import factors, passwords, sessions, throttle
 from app.accounts.users import User, credentials
@@ -15,13 +15,14 @@ from app.db import tenant_transaction
 from app.tenants import tenant_by_slug
 from app.views import pool, settings
 from app.web import csrf, render, safe_next, see_other
-from app.web.guards import STEP_UP_FIELD, factor_within, public, second_factor_pending
+from app.web.guards import STEP_UP_FIELD, factor_within, second_factor_pending
 from app.web.tenancy import tenant_url
 
 blueprint = Blueprint("auth", __name__)
 
 SIGNIN_FAILED = "Email or password is incorrect."
 TOO_MANY = "Too many attempts. Wait {wait} and try again."
+DISABLED = "This account is disabled. Ask an administrator of this workspace."
 
 
 def client_address() -> str | None:
@@ -63,7 +64,6 @@ async def count_signin(conn, user: User) -> None:
 
 
 @blueprint.get("/")
-@public
 async def home():
     if g.tenant is None:
         slug = request.args.get("workspace", "").strip().lower()
@@ -81,7 +81,6 @@ async def home():
 
 
 @blueprint.get("/signin")
-@public
 async def signin_form():
     if g.tenant is None:
         return redirect("/", 303)
@@ -90,7 +89,6 @@ async def signin_form():
 
 
 @blueprint.post("/signin")
-@public
 async def signin():
     if g.tenant is None:
         return redirect("/", 303)
@@ -124,6 +122,9 @@ async def signin():
             return await refuse(SIGNIN_FAILED, 401)
 
         await throttle.signin_succeeded(conn, key(), *account)
+        if user.disabled:
+            await audit(conn, AuditAction.SIGNIN_FAIL, user, reason="disabled")
+            return await refuse(DISABLED, 403)
         if passwords.needs_rehash(stored):
             await conn.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
                                user.id, passwords.hash_password(password))
@@ -192,6 +193,20 @@ async def signout():
     g.end_session = True
     csrf.renew()
     return see_other("/signin")
+
+
+@blueprint.post("/scope")
+async def switch_scope():
+    """Work in another of the scopes this user may work in (the whole organisation or an org unit)."""
+    form = await request.form
+    wanted = form.get("unit", "")
+    scope = next((s for s in g.access.scopes if str(s.unit_id or "") == wanted), None)
+    if scope is None:
+        abort(404, "You cannot work in that scope.")
+    async with tenant_transaction(pool(), g.tenant.id) as conn:
+        g.session = await sessions.set_scope(conn, g.session, scope.unit_id)
+        await audit(conn, AuditAction.SCOPE_SWITCH, g.user, scope=str(scope.unit_id) if scope.unit_id else None)
+    return see_other(safe_next(form.get("next")))
 
 
 # Step-up ------------------------------------------------------------------

@@ -12,9 +12,9 @@ from app.accounts.users import by_id
 from app.audit import AuditAction
 from app.db import tenant_transaction
 from app.views import pool, settings
-from app.views.auth import audit, client_address, count_signin, finish_signin, key
+from app.views.auth import DISABLED, audit, client_address, count_signin, finish_signin, key
 from app.web import csrf, render, safe_next, see_other
-from app.web.guards import public, second_factor_pending, step_up
+from app.web.guards import second_factor_pending, step_up
 
 blueprint = Blueprint("passkeys", __name__)
 STATE_COOKIE = "webauthn"
@@ -96,7 +96,6 @@ async def remove(passkey_id: UUID):
 # Sign-in without a password, and as the second factor -----------------------
 
 @blueprint.post("/signin/passkey/options")
-@public
 async def signin_options():
     if g.tenant is None:
         abort(404)
@@ -105,7 +104,6 @@ async def signin_options():
 
 
 @blueprint.post("/signin/passkey")
-@public
 async def signin():
     if g.tenant is None:
         abort(404)
@@ -117,6 +115,8 @@ async def signin():
         async with tenant_transaction(pool(), g.tenant.id) as conn:
             user_id = await passkeys.authenticate(conn, rp_id(), state, body.get("credential") or {}, None)
             user = await by_id(conn, user_id)
+            if user.disabled:
+                raise PasskeyError(DISABLED)
             # A passkey with user verification is both factors: the session starts full.
             g.new_session_token, g.session = await sessions.start(
                 conn, settings(), g.tenant.id, user.id, stage=sessions.FULL, methods=["passkey"], factor=True)

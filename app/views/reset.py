@@ -14,7 +14,6 @@ from app.db import tenant_transaction
 from app.views import pool, settings
 from app.views.auth import TOO_MANY, audit, client_address, key
 from app.web import render, see_other
-from app.web.guards import public
 from app.web.tenancy import tenant_url
 
 blueprint = Blueprint("reset", __name__, url_prefix="/reset")
@@ -25,7 +24,6 @@ DEAD_LINK = "This link has expired or was used already. Ask for a new one."
 
 
 @blueprint.get("")
-@public
 async def request_form():
     if g.tenant is None:
         return redirect("/", 303)
@@ -33,7 +31,6 @@ async def request_form():
 
 
 @blueprint.post("")
-@public
 async def request_link():
     if g.tenant is None:
         return redirect("/", 303)
@@ -44,6 +41,8 @@ async def request_link():
                             sent=None, status=429)
     async with tenant_transaction(pool(), g.tenant.id) as conn:
         found = await credentials(conn, email) if email else None
+        if found and found[0].disabled:
+            found = None  # a disabled account gets no link, and the answer is the same
         if found:
             user = found[0]
             token = await resets.issue(conn, g.tenant.id, user.id)
@@ -66,7 +65,6 @@ async def _mail_link(settings, to: str, tenant_name: str, link: str) -> None:
 
 
 @blueprint.get("/<token>")
-@public
 async def new_password_form(token: str):
     if g.tenant is None:
         return redirect("/", 303)
@@ -78,7 +76,6 @@ async def new_password_form(token: str):
 
 
 @blueprint.post("/<token>")
-@public
 async def set_new_password(token: str):
     if g.tenant is None:
         return redirect("/", 303)

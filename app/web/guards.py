@@ -1,9 +1,15 @@
 """Guards: views are only marked; `enforce`, one before_request hook, checks what they mark.
 
-By default a view needs a signed-in user of the tenant named by the host.
-`@public` lets anyone in (sign-in, reset); `@second_factor_pending` admits a
-session that still owes its second factor (the challenge, enrolment, sign-out);
-`@step_up(seconds)` needs a second factor used within that many seconds.
+Every view either declares the capabilities it needs (`@requires("tenant.admin")`)
+or is listed in OPEN_VIEWS below, the one place that says which views need
+none: PUBLIC ones anybody may open (sign-in, reset, the auditor's API), MEMBER
+ones any signed-in user may (their own account). A view that does neither is
+refused to everybody, and a test fails until it declares itself.
+
+`@second_factor_pending` admits a session that still owes its second factor
+(the challenge, enrolment, sign-out); `@step_up(seconds)` needs a second
+factor used within that many seconds. Pages are signed in with the session
+cookie; the JSON API under /api/ with `Authorization: Bearer` only.
 """
 
 from __future__ import annotations
@@ -12,22 +18,80 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 from urllib.parse import urlencode
 
-from quart import abort, current_app, g, redirect, request
+from quart import abort, current_app, g, jsonify, redirect, request
 
+from app import access as access_control
+from app.access import tokens
+from app.access.catalogue import CAPABILITIES
 from app.accounts import sessions, users
-from app.db import tenant_transaction
+from app.db import current_org_unit, tenant_transaction
 from app.web import cookies, csrf
-from app.web.tenancy import tenant_from_host
+from app.web.tenancy import tenant_from_host, tenant_from_request
 
-# JSON endpoints that find their tenant themselves and answer auditors without a session.
-OPEN_BLUEPRINTS = frozenset({"health", "audit_api"})
+PUBLIC = "public"   # anybody, signed in or not
+MEMBER = "member"   # any signed-in user of the tenant, whatever their capabilities
+
+OPEN_VIEWS: dict[str, str] = {
+    "static": PUBLIC,
+    "health.healthz": PUBLIC,
+    "audit_api.verify": PUBLIC,
+    "audit_api.public": PUBLIC,
+    "auth.home": PUBLIC,
+    "auth.signin_form": PUBLIC,
+    "auth.signin": PUBLIC,
+    "auth.factor_form": MEMBER,
+    "auth.factor": MEMBER,
+    "auth.signout": MEMBER,
+    "auth.step_up_for_get": MEMBER,
+    "auth.switch_scope": MEMBER,
+    "passkeys.signin_options": PUBLIC,
+    "passkeys.signin": PUBLIC,
+    "passkeys.factor_options": MEMBER,
+    "passkeys.factor": MEMBER,
+    "passkeys.step_up_options": MEMBER,
+    "passkeys.step_up": MEMBER,
+    "passkeys.new_form": MEMBER,
+    "passkeys.registration_options": MEMBER,
+    "passkeys.register": MEMBER,
+    "passkeys.remove": MEMBER,
+    "reset.request_form": PUBLIC,
+    "reset.request_link": PUBLIC,
+    "reset.new_password_form": PUBLIC,
+    "reset.set_new_password": PUBLIC,
+    "account.security": MEMBER,
+    "account.totp_form": MEMBER,
+    "account.totp_confirm": MEMBER,
+    "account.totp_remove": MEMBER,
+    "account.recovery_codes": MEMBER,
+    "account.revoke_session": MEMBER,
+    "account.revoke_all_sessions": MEMBER,
+    "tokens.index": MEMBER,
+    "tokens.create": MEMBER,
+    "tokens.revoke": MEMBER,
+    "api.me": MEMBER,
+}
+
 STEP_UP_FIELD = "step_up_code"
 DEFAULT_STEP_UP_SECONDS = 300
+SUSPENDED = "This workspace is suspended. Its administrators have been told why; nothing in it can be used until it is restored."
 
 
-def public(view: Callable) -> Callable:
-    view.public = True
-    return view
+def requires(*capabilities: str) -> Callable[[Callable], Callable]:
+    """The view needs every one of these capabilities in the request's scope."""
+    if unknown := [c for c in capabilities if c not in CAPABILITIES]:
+        raise ValueError(f"unknown capabilities {unknown}")
+    if not capabilities:
+        raise ValueError("@requires needs at least one capability")
+
+    def mark(view: Callable) -> Callable:
+        view.required_capabilities = tuple(capabilities)
+        return view
+    return mark
+
+
+def access_rule(endpoint: str, view: Callable) -> str | tuple[str, ...] | None:
+    """PUBLIC, MEMBER, the capabilities a view requires, or None when it declares nothing."""
+    return OPEN_VIEWS.get(endpoint) or getattr(view, "required_capabilities", None)
 
 
 def second_factor_pending(view: Callable) -> Callable:
@@ -51,22 +115,38 @@ def _settings():
 
 
 async def enforce():
-    g.tenant = g.session = g.user = None
+    g.tenant = g.session = g.user = g.access = g.token = None
+    current_org_unit.set(None)
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    if request.method not in csrf.SAFE_METHODS and not await csrf.valid():
+    bearer = _bearer()
+    if request.method not in csrf.SAFE_METHODS and bearer is None and not await csrf.valid():
         abort(403, "This form has expired or did not come from this site. Go back, reload the page and try again.")
-    if view is None or request.endpoint == "static" or request.blueprint in OPEN_BLUEPRINTS:
+    if view is None:
+        return None
+    rule = access_rule(request.endpoint, view)
+    if request.path.startswith("/api/") or request.blueprint == "health":
+        # The JSON API: open endpoints find their tenant themselves; the rest need a token.
+        return None if rule == PUBLIC else await _enforce_api(rule, bearer)
+    if request.endpoint == "static":
         return None
 
     g.tenant = await tenant_from_host()
+    if g.tenant is not None and g.tenant.suspended:
+        abort(403, SUSPENDED)
     token = request.cookies.get(cookies.name("session"))
     if g.tenant is not None and token:
         async with tenant_transaction(_pool(), g.tenant.id) as conn:
             g.session = await sessions.current(conn, _settings(), token)
             if g.session is not None:
                 g.user = await users.by_id(conn, g.session.user_id)
+                if g.user is None or g.user.disabled:
+                    g.session = g.user = None
+                elif g.session.stage == sessions.FULL:
+                    g.access = await access_control.load(conn, g.user.id, g.session.scope_unit_id)
+    if g.access is not None:
+        current_org_unit.set(g.access.scope.unit_id)
 
-    if getattr(view, "public", False):
+    if rule == PUBLIC:
         return None
     if g.tenant is None:
         return redirect("/", 303)
@@ -74,11 +154,69 @@ async def enforce():
         return redirect("/signin?" + urlencode({"next": request.full_path.rstrip("?")}), 303)
     if g.session.stage != sessions.FULL and not getattr(view, "second_factor_pending", False):
         return redirect("/signin/factor", 303)
+    if g.session.stage == sessions.FULL and (refusal := await _refusal(rule)):
+        return refusal
     seconds = getattr(view, "step_up_seconds", None)
     if seconds is not None and not factor_within(seconds):
         from app.views.auth import step_up_prompt
 
         return await step_up_prompt(seconds)
+    return None
+
+
+async def _refusal(rule):
+    """A 403 page when the user lacks what the view requires; None when they may go on."""
+    if rule == MEMBER:
+        return None
+    missing = [c for c in rule or () if not g.access.has(c)]
+    if rule and not missing:
+        return None
+    from app.web import render
+
+    elsewhere = [s for s in g.access.scopes if s != g.access.scope
+                 and all(access_control.resolve(g.user.id, g.access.grants, s.unit_id).has(c) for c in rule or ())]
+    return await render("forbidden.html", missing=[(c, CAPABILITIES[c]) for c in missing], undeclared=not rule,
+                        elsewhere=elsewhere, status=403)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _api_error(status: int, error: str, message: str):
+    response = jsonify({"error": error, "message": message})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="exceptao"'
+    return response
+
+
+async def _enforce_api(rule, bearer: str | None):
+    if bearer is None:
+        return _api_error(401, "Unauthorized", "send a personal API token: Authorization: Bearer exo_pat_...")
+    g.tenant = await tenant_from_request()
+    if g.tenant is None:
+        return _api_error(401, "Unauthorized", "name the tenant in the X-Tenant header or the host name")
+    if g.tenant.suspended:
+        return _api_error(403, "Forbidden", SUSPENDED)
+    async with tenant_transaction(_pool(), g.tenant.id) as conn:
+        g.token = await tokens.use(conn, bearer)
+        g.user = await users.by_id(conn, g.token.user_id) if g.token else None
+        owner = await access_control.load(conn, g.user.id, g.token.scope_unit_id) if g.user else None
+    if g.token is None or g.user is None or g.user.disabled:
+        return _api_error(401, "Unauthorized", "this token is unknown, revoked or expired")
+    if owner.scope.unit_id != g.token.scope_unit_id:
+        return _api_error(401, "Unauthorized", "the scope this token was made for is no longer its owner's")
+    g.access = owner.limited_to(frozenset(g.token.capabilities))
+    current_org_unit.set(g.access.scope.unit_id)
+    if rule == MEMBER:
+        return None
+    if not rule:
+        return _api_error(403, "Forbidden", "this endpoint declares no access rule")
+    if missing := [c for c in rule if not g.access.has(c)]:
+        return _api_error(403, "Forbidden", f"this token lacks {', '.join(missing)}")
     return None
 
 
@@ -90,7 +228,7 @@ def factor_within(seconds: int) -> bool:
 def template_globals() -> dict:
     session = getattr(g, "session", None)
     return {"current_user": getattr(g, "user", None), "current_tenant": getattr(g, "tenant", None),
-            "current_session_id": session.id if session else None}
+            "current_session_id": session.id if session else None, "current_access": getattr(g, "access", None)}
 
 
 async def write_cookies(response):

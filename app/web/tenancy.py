@@ -18,6 +18,17 @@ async def tenant_from_host() -> Tenant | None:
     return await tenant_by_slug(current_app.extensions["pool"], slug) if slug else None
 
 
+def slug_from_request() -> str | None:
+    """The API's tenant: the X-Tenant header, else the host name."""
+    header = request.headers.get("X-Tenant")
+    return header.strip().lower() if header else slug_from_host()
+
+
+async def tenant_from_request() -> Tenant | None:
+    slug = slug_from_request()
+    return await tenant_by_slug(current_app.extensions["pool"], slug) if slug else None
+
+
 def tenant_url(slug: str, path: str = "/") -> str:
     """The same server under the tenant's host name."""
     base = current_app.config["EXCEPTAO"].base_domain

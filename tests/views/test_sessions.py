@@ -6,7 +6,7 @@ import re
 
 from quart import request
 
-from app.web.guards import step_up
+from app.web.guards import MEMBER, OPEN_VIEWS, step_up
 from tests.web import Browser, code_at, make_user, totp_secret_from
 from tests.views.test_signin import sign_in
 
@@ -68,8 +68,9 @@ async def test_a_session_of_another_tenant_is_no_session_here(site, admin, tenan
     assert (await elsewhere.get("/account")).headers["Location"].startswith("/signin")
 
 
-async def test_step_up_prompts_then_returns_to_the_action_with_the_form_intact(site, admin, tenant):
+async def test_step_up_prompts_then_returns_to_the_action_with_the_form_intact(site, admin, tenant, monkeypatch):
     seen = {}
+    monkeypatch.setitem(OPEN_VIEWS, "protected", MEMBER)
 
     @site.app.post("/test-protected")
     @step_up(300)
