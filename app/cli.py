@@ -1,4 +1,4 @@
-"""The `exceptao` command: serve, migrate, tenant create, verify."""
+"""The `exceptao` command: serve, migrate, tenant create, user add, token create, verify."""
 
 from __future__ import annotations
 
@@ -50,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--public", action="store_true", help="list its chain status on /api/audit/public")
 
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    user_add = user.add_parser("add", help="add a user with a role; prints a one-time link to choose a password")
+    user_add.add_argument("--tenant", required=True, metavar="SLUG")
+    user_add.add_argument("--email", required=True)
+    user_add.add_argument("--name", help="display name (default: the email's local part)")
+    user_add.add_argument("--role", required=True, help="a role's name, or a default role's key (e.g. admin)")
+
+    token = commands.add_parser("token", help="manage personal API tokens").add_subparsers(
+        dest="token_command", required=True)
+    token_create = token.add_parser("create", help="make an API token for a user; prints it once")
+    token_create.add_argument("--tenant", required=True, metavar="SLUG")
+    token_create.add_argument("--email", required=True)
+    token_create.add_argument("--capability", required=True, action="append", metavar="CODE",
+                              help="repeat for each capability; each must be one the user holds")
+    token_create.add_argument("--name", default="command line")
+    token_create.add_argument("--expires", type=int, default=90, metavar="DAYS")
+
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
 
@@ -75,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_migrate(settings))
             if args.command == "tenant":
                 return asyncio.run(_tenant_create(settings, args.slug, args.name, args.public))
+            if args.command == "user":
+                return asyncio.run(_user_add(settings, args))
+            if args.command == "token":
+                return asyncio.run(_token_create(settings, args))
             if args.command == "verify":
                 return asyncio.run(_verify(settings, args.tenant))
     except KeyboardInterrupt:
@@ -107,6 +128,37 @@ async def _tenant_create(settings: Settings, slug: str, name: str, public: bool)
     finally:
         await conn.close()
     print(json.dumps({"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name}))
+    return 0
+
+
+async def _user_add(settings: Settings, args) -> int:
+    from app.access.bootstrap import BootstrapError, add_user
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        link = await add_user(conn, settings, args.tenant, args.email, args.name, args.role)
+    except BootstrapError as exc:
+        print(f"user not added: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(f"Added {args.email}. They choose their password here (once, within "
+          f"{link.valid_hours} hours):\n{link.url}")
+    return 0
+
+
+async def _token_create(settings: Settings, args) -> int:
+    from app.access.bootstrap import BootstrapError, create_token
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        secret = await create_token(conn, args.tenant, args.email, args.capability, args.name, args.expires)
+    except BootstrapError as exc:
+        print(f"token not created: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(secret)
     return 0
 
 

@@ -14,10 +14,10 @@ from app.audit.events import system_actor
 from app.tenants import create_tenant, tenant_by_slug
 
 DEMO_SLUG = "acme"
-DEMO_USERS = (
-    ("admin@acme.example", "Ada Admin"),
-    ("requester@acme.example", "Rhea Requester"),
-    ("approver@acme.example", "Abel Approver"),
+DEMO_USERS = (  # email, name, default role
+    ("admin@acme.example", "Ada Admin", "admin"),
+    ("requester@acme.example", "Rhea Requester", "requester"),
+    ("approver@acme.example", "Abel Approver", "approver"),
 )
 
 
@@ -43,7 +43,7 @@ async def seed_demo(admin_url: str, data_dir: Path) -> list[DemoLogin] | None:
         logins = []
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.current_tenant_id', $1, true)", str(tenant.id))
-            for email, name in DEMO_USERS:
+            for email, name, role in DEMO_USERS:
                 password = secrets.token_urlsafe(12)
                 user_id = await conn.fetchval(
                     "INSERT INTO app_user (tenant_id, email, display_name, password_hash)"
@@ -51,6 +51,15 @@ async def seed_demo(admin_url: str, data_dir: Path) -> list[DemoLogin] | None:
                     tenant.id, email, name, hasher.hash(password),
                 )
                 await record(conn, AuditAction.USER_CREATE, actor=actor, target=Target("user", str(user_id)))
+                role_id, role_name = await conn.fetchrow(
+                    "SELECT id, name FROM role WHERE tenant_id = $1 AND seeded_as = $2", tenant.id, role)
+                assignment = await conn.fetchval(
+                    "INSERT INTO role_assignment (tenant_id, role_id, user_id) VALUES ($1, $2, $3) RETURNING id",
+                    tenant.id, role_id, user_id)
+                await record(conn, AuditAction.ASSIGNMENT_CREATE, actor=actor,
+                             target=Target("role_assignment", str(assignment)),
+                             data={"before": None, "after": {"role": role_name, "user": str(user_id),
+                                                             "within_unit": None}})
                 logins.append(DemoLogin(email, password))
     finally:
         await conn.close()

@@ -9,18 +9,20 @@ from uuid import UUID
 import asyncpg
 
 VALID_MINUTES = 30
+INVITE_MINUTES = 72 * 60
 
 
 def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def issue(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> str:
+async def issue(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID, *, minutes: int = VALID_MINUTES) -> str:
+    """A link token; an invitation lives longer (INVITE_MINUTES) than a reset."""
     token = secrets.token_urlsafe(32)
     await conn.execute(
         "INSERT INTO password_reset (tenant_id, token_hash, user_id, expires_at)"
         " VALUES ($1, $2, $3, now() + make_interval(mins => $4))",
-        tenant_id, _hash(token), user_id, VALID_MINUTES,
+        tenant_id, _hash(token), user_id, minutes,
     )
     return token
 

@@ -1,0 +1,108 @@
+"""Org units under row-level security: a site-bound user sees its unit and the units below, nothing else."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from quart import jsonify
+
+from app.accounts.passwords import hash_password
+from app.db import current_org_unit, set_tenant, tenant_transaction, unprotected_tenant_tables
+from app.views import pool as app_pool
+from app.web.guards import requires
+from tests.access.org import municipality
+from tests.web import PASSWORD, Browser
+from tests.views.test_signin import sign_in
+
+
+@pytest.fixture
+async def probe(admin):
+    """A table of org-unit data made the way a migration makes one (scope_by_org_unit)."""
+    if await admin.fetchval("SELECT to_regclass('org_probe') IS NULL"):
+        await admin.execute("""
+            CREATE TABLE org_probe (tenant_id uuid NOT NULL, org_unit_id uuid NOT NULL, name text NOT NULL);
+            ALTER TABLE org_probe ENABLE ROW LEVEL SECURITY;
+            ALTER TABLE org_probe FORCE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON org_probe USING (tenant_id = app_current_tenant())
+                WITH CHECK (tenant_id = app_current_tenant());
+            SELECT scope_by_org_unit('org_probe');
+            GRANT SELECT, INSERT ON org_probe TO exceptao_app;
+        """)
+    return "org_probe"
+
+
+async def fill(admin, org) -> None:
+    async with admin.transaction():
+        await set_tenant(admin, org.tenant.id)
+        for unit in org.units:
+            await admin.execute("INSERT INTO org_probe (tenant_id, org_unit_id, name) VALUES ($1, $2, $3)",
+                                org.tenant.id, org.units[unit], f"row of {unit}")
+
+
+async def test_a_unit_sees_itself_and_below_and_no_sibling_even_without_a_where_clause(admin, pool, tenant, probe):
+    org = await municipality(admin, tenant)
+    await fill(admin, org)
+
+    async def visible(unit: str | None) -> set[str]:
+        token = current_org_unit.set(org.units[unit] if unit else None)
+        try:
+            async with tenant_transaction(pool, tenant.id, readonly=True) as conn:
+                return {r["name"] for r in await conn.fetch("SELECT name FROM org_probe")}
+        finally:
+            current_org_unit.reset(token)
+
+    assert await visible("School A") == {"row of School A", "row of Class A1"}
+    assert await visible("School B") == {"row of School B"}
+    assert await visible("District North") == {"row of District North", "row of School A", "row of Class A1",
+                                               "row of School B"}
+    assert len(await visible(None)) == 5
+
+    token = current_org_unit.set(org.units["School A"])
+    try:
+        async with tenant_transaction(pool, tenant.id) as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+                await conn.execute("INSERT INTO org_probe (tenant_id, org_unit_id, name) VALUES ($1, $2, 'x')",
+                                   tenant.id, org.units["School B"])
+    finally:
+        current_org_unit.reset(token)
+
+
+async def test_a_site_bound_users_request_runs_in_their_unit(admin, tenant, probe, site, monkeypatch):
+    org = await municipality(admin, tenant)
+    await fill(admin, org)
+    await admin.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
+                        org.users["Principal"], hash_password(PASSWORD))
+
+    @site.app.get("/test-probe")
+    @requires("exception.approve")
+    async def probe_rows():
+        from quart import g
+
+        async with tenant_transaction(app_pool(), g.tenant.id, readonly=True) as conn:
+            return jsonify(sorted(r["name"] for r in await conn.fetch("SELECT name FROM org_probe")))
+
+    browser = Browser(site.test_client(), f"{tenant.slug}.localhost")
+    await sign_in(browser, f"principal@{tenant.slug}.example")
+    response = await browser.get("/test-probe")
+    assert response.status_code == 200
+    assert await response.get_json() == ["row of Class A1", "row of School A"]
+
+    # The same user without the capability the view declares is refused with a page saying what is missing.
+    await admin.execute("DELETE FROM role_assignment WHERE user_id = $1", org.users["Principal"])
+    refused = await browser.get("/test-probe")
+    assert refused.status_code == 403 and "exception.approve" in browser.last_body
+
+
+async def test_a_table_with_org_unit_id_but_no_scope_policy_is_reported(admin):
+    await admin.execute("""
+        CREATE TABLE IF NOT EXISTS org_unscoped (tenant_id uuid, org_unit_id uuid);
+        ALTER TABLE org_unscoped ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE org_unscoped FORCE ROW LEVEL SECURITY;
+        DROP POLICY IF EXISTS tenant_isolation ON org_unscoped;
+        CREATE POLICY tenant_isolation ON org_unscoped USING (tenant_id = app_current_tenant());
+    """)
+    try:
+        problems = await unprotected_tenant_tables(admin)
+        assert problems == ["org_unscoped: has org_unit_id but lacks the org_unit_scope policy"]
+    finally:
+        await admin.execute("DROP TABLE org_unscoped")
