@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from quart import Blueprint, abort, g, redirect, request
 
+from app.access.catalogue import CAPABILITIES
 from app.accounts import factors, passwords, sessions, throttle
 from app.accounts.users import User, credentials
 from app.audit import AuditAction, Pii, Target, record
@@ -77,7 +78,7 @@ async def home():
         return redirect("/signin", 303)
     if g.session.stage != sessions.FULL:
         return redirect("/signin/factor", 303)
-    return await render("home.html")
+    return await render("home.html", capabilities=CAPABILITIES.items())
 
 
 @blueprint.get("/signin")

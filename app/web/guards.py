@@ -30,6 +30,7 @@ from app.web.tenancy import tenant_from_host, tenant_from_request
 
 PUBLIC = "public"   # anybody, signed in or not
 MEMBER = "member"   # any signed-in user of the tenant, whatever their capabilities
+OPERATOR = "operator"  # a signed-in platform operator (the operator panel; app.operator.guard)
 
 OPEN_VIEWS: dict[str, str] = {
     "static": PUBLIC,
@@ -69,6 +70,14 @@ OPEN_VIEWS: dict[str, str] = {
     "tokens.create": MEMBER,
     "tokens.revoke": MEMBER,
     "api.me": MEMBER,
+    "operator.signin_form": PUBLIC,
+    "operator.signin": PUBLIC,
+    "operator.signout": OPERATOR,
+    "operator.panel": OPERATOR,
+    "operator.create_tenant": OPERATOR,
+    "operator.verify_chain": OPERATOR,
+    "operator.suspend_tenant": OPERATOR,
+    "operator.restore_tenant": OPERATOR,
 }
 
 STEP_UP_FIELD = "step_up_code"
@@ -118,13 +127,18 @@ async def enforce():
     g.tenant = g.session = g.user = g.access = g.token = None
     current_org_unit.set(None)
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    bearer = _bearer()
+    api = request.path.startswith("/api/")
+    bearer = _bearer() if api else None  # a token is only ever read on the API, where cookies are not
     if request.method not in csrf.SAFE_METHODS and bearer is None and not await csrf.valid():
         abort(403, "This form has expired or did not come from this site. Go back, reload the page and try again.")
     if view is None:
         return None
     rule = access_rule(request.endpoint, view)
-    if request.path.startswith("/api/") or request.blueprint == "health":
+    if request.blueprint == "operator":
+        from app.operator.guard import enforce as enforce_operator
+
+        return await enforce_operator(rule)
+    if api or request.blueprint == "health":
         # The JSON API: open endpoints find their tenant themselves; the rest need a token.
         return None if rule == PUBLIC else await _enforce_api(rule, bearer)
     if request.endpoint == "static":

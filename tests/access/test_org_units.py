@@ -106,3 +106,26 @@ async def test_a_table_with_org_unit_id_but_no_scope_policy_is_reported(admin):
         assert problems == ["org_unscoped: has org_unit_id but lacks the org_unit_scope policy"]
     finally:
         await admin.execute("DROP TABLE org_unscoped")
+
+
+async def test_a_user_with_grants_in_two_scopes_switches_between_them(admin, tenant, site):
+    org = await municipality(admin, tenant)
+    await admin.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
+                        org.users["Mixed"], hash_password(PASSWORD))
+    browser = Browser(site.test_client(), f"{tenant.slug}.localhost")
+    await sign_in(browser, f"mixed@{tenant.slug}.example")
+    await browser.get("/")
+    assert "Working in" in browser.last_body and "exception.approve" not in browser.last_body
+
+    # A unit the user holds nothing in cannot be chosen.
+    assert (await browser.post("/scope", {"unit": str(org.units["School A"])})).status_code == 404
+    assert (await browser.post("/scope", {"unit": str(org.units["School B"]), "next": "/"})).status_code == 303
+    await browser.get("/")
+    assert "in City / District North / School B" in browser.last_body and "exception.approve" in browser.last_body
+    switches = await admin.fetch("SELECT data FROM audit_log WHERE tenant_id = $1 AND action = 'identity:session:scope'",
+                                 tenant.id)
+    assert [s["data"] for s in switches] == [f'{{"scope": "{org.units["School B"]}"}}']
+
+    await browser.post("/scope", {"unit": ""})
+    await browser.get("/")
+    assert "exception.approve" not in browser.last_body
