@@ -17,7 +17,8 @@ municipality:
 
 It then times `access.load` in a tenant transaction on the app pool, as the guard
 hook does once per request, for random users: the median, the 95th percentile and
-the largest number of grants one user had. Run from the repository root:
+the largest number of grants one user had; and, for comparison, the same
+transaction with `SELECT 1` in place of the query. Run from the repository root:
 
     python bench/access_grants.py [--users 2000] [--samples 2000]
 
@@ -130,6 +131,12 @@ async def main() -> None:
                     timings.append(elapsed)
                     most_grants = max(most_grants, len(got.grants))
                     scopes.append(len(got.scopes))
+            baseline = []
+            for i in range(args.samples):
+                started = perf_counter()
+                async with tenant_transaction(pool, tenant.id, readonly=True) as conn:
+                    await conn.fetchval("SELECT 1")
+                baseline.append(perf_counter() - started)
         timings.sort()
         emit({
             "benchmark": "access_grants",
@@ -141,6 +148,7 @@ async def main() -> None:
             "load_ms_median": round(statistics.median(timings) * 1000, 3),
             "load_ms_p95": round(timings[int(len(timings) * 0.95)] * 1000, 3),
             "load_ms_max": round(timings[-1] * 1000, 3),
+            "empty_transaction_ms_median": round(statistics.median(baseline) * 1000, 3),
             "most_grants_for_one_user": most_grants,
             "mean_scopes_per_user": round(statistics.mean(scopes), 2),
             "note": "one tenant transaction (BEGIN, set_config, the access_grants query, COMMIT) on the app pool",

@@ -236,15 +236,19 @@ AS $$
 BEGIN
     RETURN QUERY
     WITH RECURSIVE
-    memberships(group_id, via, depth) AS (
-        SELECT g.id, jsonb_build_array(jsonb_build_object('kind', 'group', 'id', g.id, 'name', g.name)), 1
-          FROM group_member m JOIN user_group g ON g.id = m.group_id
+    -- Each step looks the next parent up by its key (LATERAL ... LIMIT 1 keeps
+    -- the planner from hashing the whole table once per level).
+    memberships(group_id, parent_id, via, depth) AS (
+        SELECT g.id, g.parent_id,
+               jsonb_build_array(jsonb_build_object('kind', 'group', 'id', g.id, 'name', g.name)), 1
+          FROM group_member m
+          CROSS JOIN LATERAL (SELECT id, parent_id, name FROM user_group WHERE id = m.group_id LIMIT 1) g
          WHERE m.user_id = p_user
         UNION ALL
-        SELECT p.id, m.via || jsonb_build_object('kind', 'group', 'id', p.id, 'name', p.name), m.depth + 1
+        SELECT p.id, p.parent_id, m.via || jsonb_build_object('kind', 'group', 'id', p.id, 'name', p.name),
+               m.depth + 1
           FROM memberships m
-          JOIN user_group c ON c.id = m.group_id
-          JOIN user_group p ON p.id = c.parent_id
+          CROSS JOIN LATERAL (SELECT id, parent_id, name FROM user_group WHERE id = m.parent_id LIMIT 1) p
          WHERE m.depth < 64
     ),
     held(role_id, within_unit_id, via) AS (
@@ -252,14 +256,18 @@ BEGIN
           FROM role_assignment a WHERE a.user_id = p_user
         UNION ALL
         SELECT a.role_id, a.within_unit_id, m.via
-          FROM memberships m JOIN role_assignment a ON a.group_id = m.group_id
+          FROM memberships m
+          CROSS JOIN LATERAL (SELECT role_id, within_unit_id FROM role_assignment
+                               WHERE group_id = m.group_id OFFSET 0) a
     ),
-    units(leaf, id, parent_id, path, names) AS (
-        SELECT o.id, o.id, o.parent_id, ARRAY[o.id], ARRAY[o.name]
-          FROM org_unit o WHERE o.id IN (SELECT within_unit_id FROM held)
+    units(leaf, parent_id, path, names) AS (
+        SELECT o.id, o.parent_id, ARRAY[o.id], ARRAY[o.name]
+          FROM (SELECT DISTINCT within_unit_id FROM held WHERE within_unit_id IS NOT NULL) h
+          CROSS JOIN LATERAL (SELECT id, parent_id, name FROM org_unit WHERE id = h.within_unit_id LIMIT 1) o
         UNION ALL
-        SELECT u.leaf, p.id, p.parent_id, p.id || u.path, p.name || u.names
-          FROM units u JOIN org_unit p ON p.id = u.parent_id
+        SELECT u.leaf, p.parent_id, p.id || u.path, p.name || u.names
+          FROM units u
+          CROSS JOIN LATERAL (SELECT id, parent_id, name FROM org_unit WHERE id = u.parent_id LIMIT 1) p
          WHERE cardinality(u.path) < 64
     )
     SELECT rc.capability, h.within_unit_id,
