@@ -166,9 +166,12 @@ async def enforce():
         return redirect("/", 303)
     if g.session is None:
         return redirect("/signin?" + urlencode({"next": request.full_path.rstrip("?")}), 303)
-    if g.session.stage != sessions.FULL and not getattr(view, "second_factor_pending", False):
-        return redirect("/signin/factor", 303)
-    if g.session.stage == sessions.FULL and (refusal := await _refusal(rule)):
+    if g.session.stage != sessions.FULL:
+        if not getattr(view, "second_factor_pending", False):
+            return redirect("/signin/factor", 303)
+        if rule != MEMBER:  # a capability is never held before the second factor
+            abort(403, "Finish signing in with your second factor first.")
+    elif refusal := await _refusal(rule):
         return refusal
     seconds = getattr(view, "step_up_seconds", None)
     if seconds is not None and not factor_within(seconds):
