@@ -21,15 +21,20 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def open_database() -> None:
         app.extensions["pool"] = await open_pool(app.config["EXCEPTAO"])
+        # The operator panel's own pool, as the operator role; only its views use it.
+        if operator_url := app.config["EXCEPTAO"].operator_pool_url:
+            app.extensions["operator_pool"] = await open_pool(app.config["EXCEPTAO"], operator_url,
+                                                              name="exceptao-operator")
 
     @app.after_serving
     async def close_database() -> None:
         from app.audit.verify import shutdown_workers
 
         shutdown_workers()
-        pool = app.extensions.pop("pool", None)
-        if pool is not None:
-            await pool.close()
+        for name in ("pool", "operator_pool"):
+            pool = app.extensions.pop(name, None)
+            if pool is not None:
+                await pool.close()
 
     init_web(app)
     register_blueprints(app)

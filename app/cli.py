@@ -1,4 +1,4 @@
-"""The `exceptao` command: serve, migrate, tenant create, user add, token create, verify."""
+"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, verify."""
 
 from __future__ import annotations
 
@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     token_create.add_argument("--name", default="command line")
     token_create.add_argument("--expires", type=int, default=90, metavar="DAYS")
 
+    operator = commands.add_parser("operator", help="manage platform operators").add_subparsers(
+        dest="operator_command", required=True)
+    operator_add = operator.add_parser("add", help="add an operator; prints a password and TOTP secret once")
+    operator_add.add_argument("--email", required=True)
+    operator_add.add_argument("--name", required=True, help="display name")
+
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
 
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_token_create(settings, args))
             if args.command == "verify":
                 return asyncio.run(_verify(settings, args.tenant))
+            if args.command == "operator":
+                return asyncio.run(_operator_add(settings, args.email, args.name))
     except KeyboardInterrupt:
         return 130
     return 2
@@ -159,6 +167,25 @@ async def _token_create(settings: Settings, args) -> int:
     finally:
         await conn.close()
     print(secret)
+    return 0
+
+
+async def _operator_add(settings: Settings, email: str, name: str) -> int:
+    from app.operator.accounts import OperatorError, create_operator
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        added = await create_operator(conn, settings.key(), email, name)
+    except OperatorError as exc:
+        print(f"operator not added: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(f"Added operator {added.operator.email} (id {added.operator.id}). Shown this once, never stored in clear:\n"
+          f"  password:    {added.password}\n"
+          f"  TOTP secret: {added.totp_secret}\n"
+          f"  {added.otpauth_uri}\n"
+          f"Sign in with all three at /operator/signin on the bare base domain ({settings.base_domain}).")
     return 0
 
 

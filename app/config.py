@@ -4,6 +4,7 @@
 |---|---|---|
 | DATABASE_URL | unset: embedded PostgreSQL | administrator URL: migrations, tenant creation. Must be a superuser (roles, BYPASSRLS). |
 | APP_DATABASE_URL | DATABASE_URL with user exceptao_app, no password | the runtime pool; connects as the app role |
+| OPERATOR_DATABASE_URL | DATABASE_URL with user exceptao_operator, no password | the operator panel's own pool (BYPASSRLS); with neither set, no operator panel |
 | EXCEPTAO_DATA_DIR | per-user data dir (platformdirs) | embedded database and local files |
 | EXCEPTAO_HOST | 127.0.0.1 | address `exceptao serve` binds (ingress is outbound-only) |
 | EXCEPTAO_PORT | 8080 | port `exceptao serve` binds |
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import platformdirs
 
 APP_ROLE = "exceptao_app"
+OPERATOR_ROLE = "exceptao_operator"
 
 
 def default_data_dir() -> Path:
@@ -54,6 +56,7 @@ def url_for_role(url: str, role: str, password: str | None = None) -> str:
 class Settings:
     database_url: str | None = None
     app_database_url: str | None = None
+    operator_database_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -80,6 +83,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             app_database_url=env.get("APP_DATABASE_URL") or None,
+            operator_database_url=env.get("OPERATOR_DATABASE_URL") or None,
             data_dir=Path(env["EXCEPTAO_DATA_DIR"]) if env.get("EXCEPTAO_DATA_DIR") else defaults.data_dir,
             host=env.get("EXCEPTAO_HOST", defaults.host),
             port=int(env.get("EXCEPTAO_PORT", defaults.port)),
@@ -122,6 +126,13 @@ class Settings:
         if not self.database_url:
             raise RuntimeError("no database configured: set DATABASE_URL or use `exceptao serve`")
         return url_for_role(self.database_url, APP_ROLE)
+
+    @property
+    def operator_pool_url(self) -> str | None:
+        """The operator panel's database URL; None when none is configured (the panel is then off)."""
+        if self.operator_database_url:
+            return self.operator_database_url
+        return url_for_role(self.database_url, OPERATOR_ROLE) if self.database_url else None
 
 
 def decode_key(text: str) -> bytes:

@@ -12,13 +12,14 @@ import asyncpg
 from app.config import Settings
 
 
-async def open_pool(settings: Settings) -> asyncpg.Pool:
+async def open_pool(settings: Settings, dsn: str | None = None, *, name: str = "exceptao") -> asyncpg.Pool:
+    """The runtime pool (the app role), or with `dsn` another role's pool sized alike."""
     return await asyncpg.create_pool(
-        settings.runtime_database_url,
+        dsn or settings.runtime_database_url,
         min_size=settings.pool_min,
         max_size=settings.pool_max,
         statement_cache_size=settings.statement_cache,
-        server_settings={"application_name": "exceptao"},
+        server_settings={"application_name": name},
     )
 
 

@@ -14,6 +14,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
     from app.views.health import blueprint as health
+    from app.views.operator import blueprint as operator
     from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
     from app.views.tokens import blueprint as tokens
@@ -26,6 +27,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(passkeys)
     app.register_blueprint(tokens)
     app.register_blueprint(api)
+    app.register_blueprint(operator)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException):
