@@ -10,6 +10,7 @@ from app.web import render
 
 def register_blueprints(app: Quart) -> None:
     from app.views.account import blueprint as account
+    from app.views.admin import blueprint as admin
     from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
@@ -26,6 +27,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(reset)
     app.register_blueprint(passkeys)
     app.register_blueprint(tokens)
+    app.register_blueprint(admin)
     app.register_blueprint(api)
     app.register_blueprint(operator)
 
