@@ -70,7 +70,7 @@ async def add_user(conn: asyncpg.Connection, settings: Settings, slug: str, emai
         except asyncpg.CheckViolationError:
             raise BootstrapError(f"{email!r} is not an email address, or the name is longer than 200") from None
         await record(conn, AuditAction.USER_INVITE, actor=ACTOR, target=Target("user", user_id),
-                     data={"before": None, "after": {"display_name": name}}, pii=Pii(email=email))
+                     data={"before": None, "after": {"invited": True}}, pii=Pii(email=email))
         assignment = await conn.fetchval(
             "INSERT INTO role_assignment (tenant_id, role_id, user_id) VALUES ($1, $2, $3) RETURNING id",
             tenant.id, role["id"], user_id)

@@ -85,7 +85,8 @@ async def home():
 async def signin_form():
     if g.tenant is None:
         return redirect("/", 303)
-    notice = "Your password was changed. Sign in with the new one." if request.args.get("notice") == "reset" else None
+    notice = {"reset": "Your password was changed. Sign in with the new one.",
+              "welcome": "Your password is set. Sign in with it."}.get(request.args.get("notice", ""))
     return await render("signin.html", email="", message=None, notice=notice, next=safe_next(request.args.get("next")))
 
 

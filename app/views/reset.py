@@ -70,9 +70,15 @@ async def new_password_form(token: str):
         return redirect("/", 303)
     async with tenant_transaction(pool(), g.tenant.id, readonly=True) as conn:
         user_id = await resets.holder(conn, token)
+        invited = user_id is not None and await _invited(conn, user_id)
     if user_id is None:
         return await render("error.html", title="Link expired", message=DEAD_LINK, status=404)
-    return await render("reset_form.html", token=token, message=None)
+    return await render("reset_form.html", token=token, message=None, invited=invited)
+
+
+async def _invited(conn, user_id) -> bool:
+    """An invited user has no password yet: the link is their welcome, not a reset."""
+    return await conn.fetchval("SELECT password_hash IS NULL FROM app_user WHERE id = $1", user_id)
 
 
 @blueprint.post("/<token>")
@@ -86,16 +92,17 @@ async def set_new_password(token: str):
         if user_id is None:
             return await render("error.html", title="Link expired", message=DEAD_LINK, status=404)
         user = await by_id(conn, user_id)
+        invited = await _invited(conn, user_id)
         problem = "The two passwords differ." if password != again else passwords.password_problem(
             password, email=user.email)
         if problem:
-            return await render("reset_form.html", token=token, message=problem, status=422)
+            return await render("reset_form.html", token=token, message=problem, invited=invited, status=422)
         if await resets.redeem(conn, token) is None:
             return await render("error.html", title="Link expired", message=DEAD_LINK, status=404)
         await conn.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
                            user.id, passwords.hash_password(password))
         revoked = await sessions.revoke_all(conn, user.id)
         await throttle.signin_succeeded(conn, key(), g.tenant.id, user.email.lower())
-        await audit(conn, AuditAction.PASSWORD_RESET, user, sessions_revoked=revoked)
+        await audit(conn, AuditAction.PASSWORD_RESET, user, sessions_revoked=revoked, first_password=invited)
     g.end_session = True
-    return see_other("/signin?notice=reset")
+    return see_other("/signin?notice=" + ("welcome" if invited else "reset"))

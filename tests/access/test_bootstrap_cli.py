@@ -24,8 +24,9 @@ async def test_user_add_prints_a_link_that_lets_the_user_in_with_their_role(
 
     browser = Browser(site.test_client(), f"{tenant.slug}.localhost")
     assert (await browser.get(link.group(1))).status_code == 200
+    assert f"Welcome to {tenant.name}" in browser.last_body and "Choose your password" in browser.last_body
     chosen = await browser.post(link.group(1), {"password": PASSWORD, "password_again": PASSWORD})
-    assert chosen.status_code == 303
+    assert chosen.status_code == 303 and chosen.headers["Location"] == "/signin?notice=welcome"
     await browser.get("/signin")
     await browser.post("/signin", {"email": "first@example.com", "password": PASSWORD})
     assert (await browser.get("/")).status_code == 200 and 'href="/admin"' in browser.last_body

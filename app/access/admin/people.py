@@ -63,8 +63,8 @@ async def invite(conn: asyncpg.Connection, by: Admin, email: str, display_name: 
             by.tenant_id, email, display_name)
     except asyncpg.UniqueViolationError:  # invited by someone else meanwhile
         raise Refused(f"{email} is already a user of this workspace.", 409) from None
-    await by.record(conn, AuditAction.USER_INVITE, ("user", user_id), None, {"display_name": display_name},
-                    pii=Pii(email=email))
+    # No name in the event: the chain cannot forget one; the email is in audit_pii, which can.
+    await by.record(conn, AuditAction.USER_INVITE, ("user", user_id), None, {"invited": True}, pii=Pii(email=email))
     return user_id, await resets.issue(conn, by.tenant_id, user_id, minutes=resets.INVITE_MINUTES)
 
 
