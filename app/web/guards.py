@@ -85,8 +85,13 @@ DEFAULT_STEP_UP_SECONDS = 300
 SUSPENDED = "This workspace is suspended. Its administrators have been told why; nothing in it can be used until it is restored."
 
 
-def requires(*capabilities: str) -> Callable[[Callable], Callable]:
-    """The view needs every one of these capabilities in the request's scope."""
+def requires(*capabilities: str, whole_tenant: bool = False) -> Callable[[Callable], Callable]:
+    """The view needs every one of these capabilities in the request's scope.
+
+    `whole_tenant`: and only when working in the whole organisation, so that a
+    grant limited to an org unit never reaches tenant-wide settings (an admin
+    of one school must not make themselves admin of every school).
+    """
     if unknown := [c for c in capabilities if c not in CAPABILITIES]:
         raise ValueError(f"unknown capabilities {unknown}")
     if not capabilities:
@@ -94,6 +99,7 @@ def requires(*capabilities: str) -> Callable[[Callable], Callable]:
 
     def mark(view: Callable) -> Callable:
         view.required_capabilities = tuple(capabilities)
+        view.whole_tenant = whole_tenant
         return view
     return mark
 
@@ -140,7 +146,7 @@ async def enforce():
         return await enforce_operator(rule)
     if api or request.blueprint == "health":
         # The JSON API: open endpoints find their tenant themselves; the rest need a token.
-        return None if rule == PUBLIC else await _enforce_api(rule, bearer)
+        return None if rule == PUBLIC else await _enforce_api(rule, bearer, view)
     if request.endpoint == "static":
         return None
 
@@ -171,7 +177,7 @@ async def enforce():
             return redirect("/signin/factor", 303)
         if rule != MEMBER:  # a capability is never held before the second factor
             abort(403, "Finish signing in with your second factor first.")
-    elif refusal := await _refusal(rule):
+    elif refusal := await _refusal(rule, getattr(view, "whole_tenant", False)):
         return refusal
     seconds = getattr(view, "step_up_seconds", None)
     if seconds is not None and not factor_within(seconds):
@@ -181,19 +187,21 @@ async def enforce():
     return None
 
 
-async def _refusal(rule):
+def _holds(access, rule, whole_tenant: bool) -> bool:
+    return all(access.has(c) for c in rule) and not (whole_tenant and access.scope.unit_id is not None)
+
+
+async def _refusal(rule, whole_tenant: bool):
     """A 403 page when the user lacks what the view requires; None when they may go on."""
-    if rule == MEMBER:
-        return None
-    missing = [c for c in rule or () if not g.access.has(c)]
-    if rule and not missing:
+    if rule == MEMBER or (rule and _holds(g.access, rule, whole_tenant)):
         return None
     from app.web import render
 
     elsewhere = [s for s in g.access.scopes if s != g.access.scope
-                 and all(access_control.resolve(g.user.id, g.access.grants, s.unit_id).has(c) for c in rule or ())]
+                 and _holds(access_control.resolve(g.user.id, g.access.grants, s.unit_id), rule or (), whole_tenant)]
+    missing = [c for c in rule or () if not g.access.has(c)]
     return await render("forbidden.html", missing=[(c, CAPABILITIES[c]) for c in missing], undeclared=not rule,
-                        elsewhere=elsewhere, status=403)
+                        whole_tenant=whole_tenant and not missing, elsewhere=elsewhere, status=403)
 
 
 def _bearer() -> str | None:
@@ -210,7 +218,7 @@ def _api_error(status: int, error: str, message: str):
     return response
 
 
-async def _enforce_api(rule, bearer: str | None):
+async def _enforce_api(rule, bearer: str | None, view: Callable):
     if bearer is None:
         return _api_error(401, "Unauthorized", "send a personal API token: Authorization: Bearer exo_pat_...")
     g.tenant = await tenant_from_request()
@@ -234,6 +242,8 @@ async def _enforce_api(rule, bearer: str | None):
         return _api_error(403, "Forbidden", "this endpoint declares no access rule")
     if missing := [c for c in rule if not g.access.has(c)]:
         return _api_error(403, "Forbidden", f"this token lacks {', '.join(missing)}")
+    if not _holds(g.access, rule, getattr(view, "whole_tenant", False)):
+        return _api_error(403, "Forbidden", "this endpoint needs a token made in the whole organisation")
     return None
 
 

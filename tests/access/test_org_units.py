@@ -10,7 +10,7 @@ from app.accounts.passwords import hash_password
 from app.db import current_org_unit, set_tenant, tenant_transaction, unprotected_tenant_tables
 from app.views import pool as app_pool
 from app.web.guards import requires
-from tests.access.org import municipality
+from tests.access.org import assign, municipality
 from tests.web import PASSWORD, Browser
 from tests.views.test_signin import sign_in
 
@@ -129,3 +129,14 @@ async def test_a_user_with_grants_in_two_scopes_switches_between_them(admin, ten
     await browser.post("/scope", {"unit": ""})
     await browser.get("/")
     assert "exception.approve" not in browser.last_body
+
+    # Tenant-wide settings are never reached from inside a unit, even with a tenant-wide grant.
+    async with admin.transaction():
+        await set_tenant(admin, tenant.id)
+        await assign(admin, org, "admin", user="Mixed")
+    await browser.post("/scope", {"unit": str(org.units["School B"])})
+    refused = await browser.get("/admin/users")
+    assert refused.status_code == 403 and "works only in the whole organisation" in browser.last_body
+    assert "Work in Whole organisation" in browser.last_body
+    await browser.post("/scope", {"unit": ""})
+    assert (await browser.get("/admin/users")).status_code == 200
