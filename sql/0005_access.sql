@@ -133,7 +133,9 @@ CREATE TABLE api_token (
     revoked_at    timestamptz,
     CHECK (expires_at > created_at),
     FOREIGN KEY (tenant_id, user_id) REFERENCES app_user (tenant_id, id) ON DELETE CASCADE,
-    FOREIGN KEY (tenant_id, scope_unit_id) REFERENCES org_unit (tenant_id, id)
+    -- A unit is deleted only once no assignment is limited to it, so no owner can
+    -- still work there and its tokens are dead already: they go with it.
+    FOREIGN KEY (tenant_id, scope_unit_id) REFERENCES org_unit (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX api_token_user ON api_token (tenant_id, user_id);
 

@@ -140,3 +140,20 @@ async def test_a_user_with_grants_in_two_scopes_switches_between_them(admin, ten
     assert "Work in Whole organisation" in browser.last_body
     await browser.post("/scope", {"unit": ""})
     assert (await browser.get("/admin/users")).status_code == 200
+
+
+async def test_deleting_an_unused_unit_takes_the_dead_tokens_made_in_it(admin, pool, tenant):
+    from app.access import load, tokens
+    from app.access.admin import Admin, units
+
+    org = await municipality(admin, tenant)
+    async with tenant_transaction(pool, tenant.id) as conn:
+        principal = await load(conn, org.users["Principal"])
+        await tokens.create(conn, tenant.id, principal, "school script", ["exception.read"], 30)
+        await conn.execute("DELETE FROM role_assignment WHERE user_id = $1", org.users["Principal"])
+        await units.delete(conn, Admin(tenant.id, org.users["Direct"]), org.units["Class A1"])
+        await units.delete(conn, Admin(tenant.id, org.users["Direct"]), org.units["School A"])
+        assert await conn.fetchval("SELECT count(*) FROM api_token") == 0
+    deleted = await admin.fetchval("SELECT data FROM audit_log WHERE tenant_id = $1 AND action = 'access:org_unit:delete'"
+                                   " ORDER BY seq DESC LIMIT 1", tenant.id)
+    assert '"api_tokens": 1' in deleted

@@ -56,10 +56,11 @@ async def delete(conn: asyncpg.Connection, by: Admin, unit_id: UUID | None) -> N
     used = await conn.fetchval("SELECT count(*) FROM role_assignment WHERE within_unit_id = $1", node.id)
     if used:
         raise Refused(f"“{node.label}” limits {used} role assignment{'s' * (used > 1)}. Remove those first.", 409)
+    # Tokens made in the unit's scope cannot work any more (no one holds a role there) and go with it.
+    tokens = await conn.fetchval("SELECT count(*) FROM api_token WHERE scope_unit_id = $1", node.id)
     try:
         await conn.execute("DELETE FROM org_unit WHERE id = $1", node.id)
     except asyncpg.ForeignKeyViolationError:
-        raise Refused(f"“{node.label}” is still referred to (by API tokens made in its scope, or by data filed "
-                      "under it), so it is kept.", 409) from None
+        raise Refused(f"“{node.label}” is still referred to by data filed under it, so it is kept.", 409) from None
     await by.record(conn, AuditAction.ORG_UNIT_DELETE, ("org_unit", node.id),
-                    _state(node.name, units.get(node.parent_id)), None)
+                    {**_state(node.name, units.get(node.parent_id)), "api_tokens": tokens}, None)
