@@ -11,6 +11,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from dataclasses import replace
 
     from app.db import open_pool
+    from app.jobs import start_scheduler, stop_scheduler
     from app.views import register_blueprints
     from app.web import init_app as init_web
 
@@ -25,11 +26,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         if operator_url := app.config["EXCEPTAO"].operator_pool_url:
             app.extensions["operator_pool"] = await open_pool(app.config["EXCEPTAO"], operator_url,
                                                               name="exceptao-operator")
+        if app.config["EXCEPTAO"].jobs:
+            start_scheduler(app)
 
     @app.after_serving
     async def close_database() -> None:
         from app.audit.verify import shutdown_workers
 
+        await stop_scheduler(app)
         shutdown_workers()
         for name in ("pool", "operator_pool"):
             pool = app.extensions.pop(name, None)

@@ -19,6 +19,7 @@
 | EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where password-reset mail is sent |
 | EXCEPTAO_SMTP_USER / EXCEPTAO_SMTP_PASSWORD / EXCEPTAO_SMTP_STARTTLS | unset / unset / off | SMTP sign-in; STARTTLS when `on` |
 | EXCEPTAO_MAIL_FROM | exceptao@localhost | sender of password-reset mail |
+| EXCEPTAO_JOBS | on | background jobs (app/jobs) run in this process; `off` for tests or an instance that should not |
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
     mail_from: str = "exceptao@localhost"
+    jobs: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -102,6 +104,7 @@ class Settings:
             smtp_password=env.get("EXCEPTAO_SMTP_PASSWORD") or None,
             smtp_starttls=env.get("EXCEPTAO_SMTP_STARTTLS", "off") == "on",
             mail_from=env.get("EXCEPTAO_MAIL_FROM", defaults.mail_from),
+            jobs=env.get("EXCEPTAO_JOBS", "on") != "off",
         )
 
     def with_database(self, admin_url: str) -> "Settings":

@@ -91,7 +91,7 @@ def app_url(admin_url):
 
 @pytest.fixture
 def settings(admin_url, tmp_path) -> Settings:
-    return Settings(database_url=admin_url, data_dir=tmp_path, pool_max=40, verify_batch=7)
+    return Settings(database_url=admin_url, data_dir=tmp_path, pool_max=40, verify_batch=7, jobs=False)
 
 
 @pytest.fixture
