@@ -75,5 +75,5 @@ async def create_tenant(
             target=Target("tenant", str(tenant.id)),
             data={"slug": slug, "name": name, "audit_public": audit_public},
         )
-        await admin.execute("SELECT seed_default_roles($1)", tenant.id)
+        await admin.execute("SELECT seed_default_roles($1), seed_exception_transitions($1)", tenant.id)
     return tenant

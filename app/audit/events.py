@@ -63,6 +63,8 @@ class AuditAction(str, enum.Enum):
     ORG_UNIT_CREATE = "access:org_unit:create"
     ORG_UNIT_UPDATE = "access:org_unit:update"
     ORG_UNIT_DELETE = "access:org_unit:delete"
+    EXCEPTION_CREATE = "exception:exception:create"
+    EXCEPTION_TRANSITION = "exception:exception:transition"
     TENANT_SUSPEND = "tenant:tenant:suspend"
     TENANT_RESTORE = "tenant:tenant:restore"
 
