@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -123,70 +124,79 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _tenant_create(settings: Settings, slug: str, name: str, public: bool) -> int:
+class Refused(Exception):
+    """What a command could not do, said as its one line on stderr (exit 1)."""
+
+
+async def _on_admin_connection(settings: Settings, what: str, act, refusals: tuple[type[Exception], ...]):
+    """Run `act(conn)` on an administrator connection; a refusal prints "<what>: <reason>" and raises Refused."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await act(conn)
+    except refusals as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+        raise Refused from None
+    finally:
+        await conn.close()
+
+
+def _exit_code(command):
+    """Exit 0 when the command ran, 1 when it was refused (its reason already printed)."""
+    @functools.wraps(command)
+    async def run(*args, **kwargs) -> int:
+        try:
+            await command(*args, **kwargs)
+        except Refused:
+            return 1
+        return 0
+    return run
+
+
+@_exit_code
+async def _tenant_create(settings: Settings, slug: str, name: str, public: bool) -> None:
     from app.audit.events import system_actor
     from app.tenants import TenantError, create_tenant
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        tenant = await create_tenant(conn, slug, name, actor=system_actor("cli"), audit_public=public)
-    except TenantError as exc:
-        print(f"tenant not created: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
+    tenant = await _on_admin_connection(
+        settings, "tenant not created",
+        lambda conn: create_tenant(conn, slug, name, actor=system_actor("cli"), audit_public=public), (TenantError,))
     print(json.dumps({"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name}))
-    return 0
 
 
-async def _user_add(settings: Settings, args) -> int:
+@_exit_code
+async def _user_add(settings: Settings, args) -> None:
     from app.access.bootstrap import BootstrapError, add_user
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        link = await add_user(conn, settings, args.tenant, args.email, args.name, args.role)
-    except BootstrapError as exc:
-        print(f"user not added: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
+    link = await _on_admin_connection(
+        settings, "user not added",
+        lambda conn: add_user(conn, settings, args.tenant, args.email, args.name, args.role), (BootstrapError,))
     print(f"Added {args.email}. They choose their password here (once, within "
           f"{link.valid_hours} hours):\n{link.url}")
-    return 0
 
 
-async def _token_create(settings: Settings, args) -> int:
+@_exit_code
+async def _token_create(settings: Settings, args) -> None:
     from app.access.bootstrap import BootstrapError, create_token
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        secret = await create_token(conn, args.tenant, args.email, args.capability, args.name, args.expires)
-    except BootstrapError as exc:
-        print(f"token not created: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
+    secret = await _on_admin_connection(
+        settings, "token not created",
+        lambda conn: create_token(conn, args.tenant, args.email, args.capability, args.name, args.expires),
+        (BootstrapError,))
     print(secret)
-    return 0
 
 
-async def _operator_add(settings: Settings, email: str, name: str) -> int:
+@_exit_code
+async def _operator_add(settings: Settings, email: str, name: str) -> None:
     from app.operator.accounts import OperatorError, create_operator
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        added = await create_operator(conn, settings.key(), email, name)
-    except OperatorError as exc:
-        print(f"operator not added: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await conn.close()
+    added = await _on_admin_connection(
+        settings, "operator not added", lambda conn: create_operator(conn, settings.key(), email, name),
+        (OperatorError,))
     print(f"Added operator {added.operator.email} (id {added.operator.id}). Shown this once, never stored in clear:\n"
           f"  password:    {added.password}\n"
           f"  TOTP secret: {added.totp_secret}\n"
           f"  {added.otpauth_uri}\n"
           f"Sign in with all three at /operator/signin on the bare base domain ({settings.base_domain}).")
-    return 0
 
 
 async def _verify(settings: Settings, slug: str) -> int:

@@ -143,20 +143,25 @@ CREATE INDEX api_token_user ON api_token (tenant_id, user_id);
 -- a site-bound user. Checked against the user's assignments on every request.
 ALTER TABLE user_session ADD COLUMN scope_unit_id uuid REFERENCES org_unit (id) ON DELETE SET NULL;
 
-DO $$
-DECLARE t text;
+-- Every tenant table from here on is put under isolation by this one function
+-- (ENABLE + FORCE RLS, the tenant_isolation policy); grants stay with each table.
+CREATE FUNCTION isolate_by_tenant(t regclass) RETURNS void
+    LANGUAGE plpgsql
+AS $$
 BEGIN
-    FOREACH t IN ARRAY ARRAY['org_unit', 'user_group', 'group_member', 'role', 'role_capability',
-                             'role_assignment', 'api_token'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app_current_tenant())'
-                       ' WITH CHECK (tenant_id = app_current_tenant())', t);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO exceptao_app', t);
-        EXECUTE format('GRANT SELECT ON %I TO exceptao_operator', t);
-    END LOOP;
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %s USING (tenant_id = app_current_tenant())'
+                   ' WITH CHECK (tenant_id = app_current_tenant())', t);
 END
 $$;
+
+SELECT isolate_by_tenant(t) FROM unnest(ARRAY['org_unit', 'user_group', 'group_member', 'role', 'role_capability',
+                                               'role_assignment', 'api_token']::regclass[]) AS t;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON org_unit, user_group, group_member, role, role_capability, role_assignment, api_token TO exceptao_app;
+GRANT SELECT
+    ON org_unit, user_group, group_member, role, role_capability, role_assignment, api_token TO exceptao_operator;
 GRANT INSERT ON role, role_capability TO exceptao_operator;  -- default roles of a tenant it creates
 
 -- Hierarchies without cycles. Changes to one tenant's tree are serialised by an
@@ -315,17 +320,21 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION seed_default_roles(uuid) TO exceptao_operator;
 
--- Tenants made before this migration get the default roles too.
-DO $$
+-- Per-tenant seed data (default roles, transitions) for tenants made before
+-- the migration that adds it: `seed` is called once per tenant, in that tenant.
+CREATE FUNCTION seed_every_tenant(seed regproc) RETURNS void
+    LANGUAGE plpgsql
+AS $$
 DECLARE t uuid;
 BEGIN
     FOR t IN SELECT id FROM tenant LOOP
         PERFORM set_config('app.current_tenant_id', t::text, true);
-        PERFORM seed_default_roles(t);
+        EXECUTE format('SELECT %s($1)', seed) USING t;
     END LOOP;
     PERFORM set_config('app.current_tenant_id', '', true);
 END
 $$;
+SELECT seed_every_tenant('seed_default_roles');
 
 -- Operators act on tenants from the operator panel; their events carry actor
 -- operator:<uuid> in the tenant's chain (DESIGN.md lists user, system, vendor).

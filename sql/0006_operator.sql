@@ -45,11 +45,7 @@ CREATE TABLE tenant_chain_status (
     detail     text CHECK (length(detail) <= 200),
     CHECK (ok = (broken_at IS NULL))
 );
-ALTER TABLE tenant_chain_status ENABLE ROW LEVEL SECURITY;
-ALTER TABLE tenant_chain_status FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON tenant_chain_status
-    USING (tenant_id = app_current_tenant())
-    WITH CHECK (tenant_id = app_current_tenant());
+SELECT isolate_by_tenant('tenant_chain_status');
 
 GRANT SELECT, UPDATE (totp_last_step, password_hash) ON operator_account TO exceptao_operator;
 GRANT SELECT, INSERT, UPDATE (last_seen_at, revoked_at) ON operator_session TO exceptao_operator;

@@ -80,18 +80,10 @@ CREATE TABLE exception_event (
 );
 CREATE INDEX exception_event_exception ON exception_event (exception_id, at);
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['exception_settings', 'exception', 'exception_transition', 'exception_event'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = app_current_tenant())'
-                       ' WITH CHECK (tenant_id = app_current_tenant())', t);
-        EXECUTE format('GRANT SELECT ON %I TO exceptao_app, exceptao_operator', t);
-    END LOOP;
-END
-$$;
+SELECT isolate_by_tenant(t)
+  FROM unnest(ARRAY['exception_settings', 'exception', 'exception_transition', 'exception_event']::regclass[]) AS t;
+GRANT SELECT ON exception_settings, exception, exception_transition, exception_event
+    TO exceptao_app, exceptao_operator;
 -- Exceptions and their events are data of an org unit: a site-bound user sees only theirs.
 SELECT scope_by_org_unit('exception');
 SELECT scope_by_org_unit('exception_event');
@@ -128,13 +120,4 @@ AS $$
 $$;
 GRANT EXECUTE ON FUNCTION seed_exception_transitions(uuid) TO exceptao_operator;
 
-DO $$
-DECLARE t uuid;
-BEGIN
-    FOR t IN SELECT id FROM tenant LOOP
-        PERFORM set_config('app.current_tenant_id', t::text, true);
-        PERFORM seed_exception_transitions(t);
-    END LOOP;
-    PERFORM set_config('app.current_tenant_id', '', true);
-END
-$$;
+SELECT seed_every_tenant('seed_exception_transitions');

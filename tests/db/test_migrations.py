@@ -78,3 +78,24 @@ def test_cli_migrate(server_url, monkeypatch, capsys):
         assert "applied 0003_audit_chain.sql" in capsys.readouterr().out
         assert main(["migrate"]) == 0
         assert "nothing to apply" in capsys.readouterr().out
+
+
+def test_tenants_made_before_access_control_get_its_seed_data(server_url, tmp_path):
+    """A tenant that existed before 0005 and 0008 gets the default roles and the exception transitions."""
+    for path in sorted(SQL_DIR.glob("000[1-4]_*.sql")):
+        shutil.copy(path, tmp_path)
+
+    async def check(url: str) -> tuple[int, int]:
+        await migrate(url, tmp_path)
+        conn = await asyncpg.connect(url)
+        try:
+            tenant = await conn.fetchval("INSERT INTO tenant (slug, name) VALUES ('old', 'Old') RETURNING id")
+            await migrate(url)
+            return (await conn.fetchval("SELECT count(*) FROM role WHERE tenant_id = $1", tenant),
+                    await conn.fetchval("SELECT count(*) FROM exception_transition WHERE tenant_id = $1", tenant))
+        finally:
+            await conn.close()
+
+    with scratch_database(server_url) as url:
+        roles, transitions = asyncio.run(check(url))
+    assert roles == 5 and transitions == 16
