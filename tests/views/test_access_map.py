@@ -33,3 +33,22 @@ async def test_a_new_view_that_declares_nothing_is_caught_and_refused(site, brow
     response = await browser.get("/forgotten")
     assert response.status_code == 403 and "secret" not in browser.last_body
     assert "does not say who may open it" in browser.last_body
+
+
+async def test_access_is_loaded_once_per_request(browser, admin, tenant, monkeypatch):
+    from app import access
+    from tests.views.test_signin import sign_in
+    from tests.web import make_user
+
+    await sign_in(browser, await make_user(admin, tenant))
+    loads = []
+    real = access.load
+
+    async def counted(*args, **kwargs):
+        loads.append(args[1])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(access, "load", counted)
+    await browser.get("/")  # the home page lists capabilities and the header asks for them again
+    assert (await browser.get("/account/tokens")).status_code == 200
+    assert len(loads) == 2
