@@ -65,6 +65,12 @@ class AuditAction(str, enum.Enum):
     ORG_UNIT_DELETE = "access:org_unit:delete"
     EXCEPTION_CREATE = "exception:exception:create"
     EXCEPTION_TRANSITION = "exception:exception:transition"
+    EXCEPTION_EDIT = "exception:exception:edit"
+    EXCEPTION_ATTEST = "exception:exception:attest"
+    EXCEPTION_REMIND = "exception:exception:remind"
+    RISK_CREATE = "risk:risk:create"
+    RISK_UPDATE = "risk:risk:update"
+    RISK_MIRROR = "risk:risk:mirror"
     TENANT_SUSPEND = "tenant:tenant:suspend"
     TENANT_RESTORE = "tenant:tenant:restore"
 
