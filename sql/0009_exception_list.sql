@@ -6,5 +6,5 @@ CREATE INDEX exception_recent ON exception (tenant_id, updated_at DESC, id);
 CREATE INDEX exception_ends ON exception (tenant_id, ends_on, id);
 CREATE INDEX exception_rating ON exception (tenant_id, rating, id);
 CREATE INDEX exception_requester ON exception (tenant_id, requester_id);
--- The renewal chain walks forward (successor) as well as back.
+-- "Awaiting my review" looks for my approval in the current round.
 CREATE INDEX exception_approval_round ON exception_event (exception_id, review_round) WHERE kind = 'approval';
