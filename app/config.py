@@ -16,9 +16,9 @@
 | EXCEPTAO_SECRET_KEY | `<data dir>/secret.key`, made on first use (mode 0600) | 32 bytes, base64: encrypts TOTP secrets (AES-256-GCM) and keys rate-limit counters (HMAC) |
 | EXCEPTAO_SESSION_IDLE_MINUTES | 30 | a session unused this long is over |
 | EXCEPTAO_SESSION_HOURS | 12 | a session is over this long after sign-in, used or not |
-| EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where password-reset mail is sent |
+| EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where mail is sent: password resets at once, reminders through the outbox job |
 | EXCEPTAO_SMTP_USER / EXCEPTAO_SMTP_PASSWORD / EXCEPTAO_SMTP_STARTTLS | unset / unset / off | SMTP sign-in; STARTTLS when `on` |
-| EXCEPTAO_MAIL_FROM | exceptao@localhost | sender of password-reset mail |
+| EXCEPTAO_MAIL_FROM | exceptao@localhost | sender of all mail; its domain also names the outbox's Message-IDs |
 | EXCEPTAO_JOBS | on | background jobs (app/jobs) run in this process; `off` for tests or an instance that should not |
 """
 

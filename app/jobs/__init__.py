@@ -4,7 +4,9 @@ Every run takes a PostgreSQL advisory lock named after the job, so with several
 app instances only one runs it; the others skip that round. Each run is a
 `job_run` row (sql/0007_jobs.sql): 'running', then 'ok' with what the work
 reports, or 'failed' with the error. Jobs that touch tenant data go tenant by
-tenant (`for_each_tenant`), each tenant in its own `app.db.tenant_transaction`.
+tenant (`tenant_by_tenant`, `for_each_tenant`), each tenant in its own
+`app.db.tenant_transaction`. The work gets the pool, the job's clock `now`
+(what is due is decided by it, so tests pass their own) and the settings.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -21,7 +24,8 @@ import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from quart import Quart
 
-from app.jobs import prune
+from app.config import Settings
+from app.jobs import exception_govern, outbox, prune
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,9 @@ log = logging.getLogger(__name__)
 # no job name can hash onto another lock of ours.
 JOB_LOCKS = 0x4A4F4253  # "JOBS"
 
-Work = Callable[[asyncpg.Pool, datetime], Awaitable[dict[str, Any] | None]]
+Work = Callable[[asyncpg.Pool, datetime, Settings], Awaitable[dict[str, Any] | None]]
+# The work of a job for one tenant; `tenant_by_tenant` makes a Work of it.
+TenantWork = Callable[[asyncpg.Pool, UUID, datetime, Settings], Awaitable[dict[str, int] | None]]
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,44 @@ class Job:
     work: Work
 
 
+class TenantsFailed(RuntimeError):
+    pass
+
+
+def tenant_by_tenant(work: TenantWork) -> Work:
+    """Do `work` for every tenant, adding up the counts it reports.
+
+    A tenant whose work fails does not hold up the others; the run fails after
+    all of them, naming how many failed and the first error.
+    """
+
+    async def each_tenant(pool: asyncpg.Pool, now: datetime, settings: Settings) -> dict[str, int]:
+        totals: Counter = Counter()
+        failures = []
+        async for tenant_id in for_each_tenant(pool):
+            try:
+                totals.update(await work(pool, tenant_id, now, settings) or {})
+            except Exception as exc:
+                log.exception("%s failed for tenant %s", work.__qualname__, tenant_id)
+                failures.append(f"tenant {tenant_id}: {type(exc).__name__}: {exc}")
+        if failures:
+            raise TenantsFailed(f"{len(failures)} tenant(s) failed, first {failures[0]}")
+        return dict(totals)
+
+    return each_tenant
+
+
 JOBS: list[Job] = [
     Job("prune-throttle", timedelta(hours=1), prune.prune_throttle),
+    # Dates are whole days: a quarter of an hour after midnight (UTC) at the latest.
+    Job("exception-lifecycle", timedelta(minutes=15), tenant_by_tenant(exception_govern.lifecycle)),
+    Job("exception-reminders", timedelta(hours=1), tenant_by_tenant(exception_govern.reminders)),
+    Job("mail-outbox", timedelta(minutes=1), tenant_by_tenant(outbox.deliver)),
 ]
 
 
-async def run_job(pool: asyncpg.Pool, name: str, work: Work, *, now: datetime | None = None) -> int | None:
+async def run_job(pool: asyncpg.Pool, name: str, work: Work, *, settings: Settings,
+                  now: datetime | None = None) -> int | None:
     """Run `work` once under the job's lock; the job_run id, or None when another instance holds the lock."""
     now = now or datetime.now(timezone.utc)
     async with pool.acquire() as lock_conn:
@@ -55,14 +93,14 @@ async def run_job(pool: asyncpg.Pool, name: str, work: Work, *, now: datetime | 
         try:
             run_id = await lock_conn.fetchval("INSERT INTO job_run (job) VALUES ($1) RETURNING id", name)
             try:
-                detail = await work(pool, now)
+                detail = await work(pool, now, settings)
                 await finish(lock_conn, run_id, "ok", detail=json.dumps(detail or {}))
             except asyncio.CancelledError:
                 await finish(lock_conn, run_id, "failed", error="cancelled: the app stopped during the run")
                 raise
             except Exception as exc:
-                # The exception text, never the arguments or the environment:
-                # work functions receive only the pool and the time.
+                # The exception text, never the arguments or the environment
+                # (the settings hold the SMTP password).
                 log.exception("job %s failed (run %s)", name, run_id)
                 await finish(lock_conn, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
             return run_id
@@ -92,6 +130,7 @@ def start_scheduler(app: Quart) -> AsyncIOScheduler:
     for job in JOBS:
         # One run at a time per instance, and missed rounds collapse into one.
         scheduler.add_job(run_job, "interval", seconds=job.every.total_seconds(), args=(pool, job.name, job.work),
+                          kwargs={"settings": app.config["EXCEPTAO"]},
                           id=job.name, name=job.name, max_instances=1, coalesce=True)
     scheduler.start()
     app.extensions["scheduler"] = scheduler

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from app.accounts import throttle
+from app.config import Settings
 
 # Every limit the throttle defines, so a longer window added there is never cut short here.
 LONGEST_WINDOW = timedelta(seconds=max(v.seconds for v in vars(throttle).values() if isinstance(v, throttle.Limit)))
@@ -20,7 +21,7 @@ RATE_LIMIT_KEEP = timedelta(days=1)
 SIGNIN_GUARD_KEEP = timedelta(days=30)
 
 
-async def prune_throttle(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
+async def prune_throttle(pool: asyncpg.Pool, now: datetime, settings: Settings) -> dict[str, int]:
     """Delete rate-limit windows that ended over a day ago and failure counts untouched for 30 days."""
     async with pool.acquire() as conn:
         rate_limits = await conn.fetchval(

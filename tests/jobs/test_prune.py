@@ -10,7 +10,7 @@ from app.jobs import run_job
 from app.jobs.prune import prune_throttle
 
 
-async def test_prune_removes_old_counters_and_keeps_fresh_ones(pool, admin):
+async def test_prune_removes_old_counters_and_keeps_fresh_ones(pool, admin, settings):
     now = datetime.now(timezone.utc)
     rate_limits = {
         "ended-days-ago": now - timedelta(days=3),
@@ -28,7 +28,7 @@ async def test_prune_removes_old_counters_and_keeps_fresh_ones(pool, admin):
     await admin.executemany("INSERT INTO signin_guard (bucket, failures, updated_at, not_before) VALUES ($1, 2, $2, $3)",
                             [(buckets[n], updated, not_before) for n, (updated, not_before) in guards.items()])
 
-    run_id = await run_job(pool, "test-prune", prune_throttle, now=now)
+    run_id = await run_job(pool, "test-prune", prune_throttle, settings=settings, now=now)
 
     left_limits = {r["bucket"] for r in await admin.fetch("SELECT bucket FROM rate_limit")}
     left_guards = {r["bucket"] for r in await admin.fetch("SELECT bucket FROM signin_guard")}
