@@ -19,6 +19,7 @@ import asyncpg
 from app.access import Access
 from app.audit import AuditAction, Target, record
 from app.audit.events import user_actor
+from app.risks import CLOSED_STATES, mirror_closed_exception
 
 
 class TransitionRefused(Exception):
@@ -106,6 +107,8 @@ async def transition(conn: asyncpg.Connection, exception_id: UUID, to: str, acto
                  data={"before": {"state": row["state"]}, "after": {"state": final},
                        "approval_level": level or None, "approvals_needed": needed,
                        "comment": comment})
+    if final in CLOSED_STATES and final != row["state"]:
+        await mirror_closed_exception(conn, exception_id, actor.name)  # its residual risk enters the register
     return Outcome(exception_id, row["state"], final, level)
 
 

@@ -18,6 +18,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.operator import blueprint as operator
     from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
+    from app.views.risks import blueprint as risks
     from app.views.tokens import blueprint as tokens
 
     app.register_blueprint(health)
@@ -28,6 +29,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(passkeys)
     app.register_blueprint(tokens)
     app.register_blueprint(admin)
+    app.register_blueprint(risks)
     app.register_blueprint(api)
     app.register_blueprint(operator)
 
