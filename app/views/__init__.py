@@ -14,7 +14,9 @@ def register_blueprints(app: Quart) -> None:
     from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
+    from app.views.exceptions_api import blueprint as exceptions_api
     from app.views.health import blueprint as health
+    from app.views.openapi import blueprint as openapi
     from app.views.operator import blueprint as operator
     from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
@@ -31,6 +33,8 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(admin)
     app.register_blueprint(risks)
     app.register_blueprint(api)
+    app.register_blueprint(exceptions_api)
+    app.register_blueprint(openapi)
     app.register_blueprint(operator)
 
     @app.errorhandler(HTTPException)

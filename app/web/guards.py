@@ -70,6 +70,7 @@ OPEN_VIEWS: dict[str, str] = {
     "tokens.create": MEMBER,
     "tokens.revoke": MEMBER,
     "api.me": MEMBER,
+    "openapi.document": PUBLIC,
     "operator.signin_form": PUBLIC,
     "operator.signin": PUBLIC,
     "operator.signout": OPERATOR,
