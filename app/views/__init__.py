@@ -14,6 +14,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
+    from app.views.exceptions import blueprint as exceptions
     from app.views.exceptions_api import blueprint as exceptions_api
     from app.views.health import blueprint as health
     from app.views.openapi import blueprint as openapi
@@ -31,6 +32,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(passkeys)
     app.register_blueprint(tokens)
     app.register_blueprint(admin)
+    app.register_blueprint(exceptions)
     app.register_blueprint(risks)
     app.register_blueprint(api)
     app.register_blueprint(exceptions_api)
