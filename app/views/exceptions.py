@@ -24,6 +24,7 @@ from app.db import tenant_transaction
 from app.exceptions import (EDITABLE_STATES, LABELS, RENEWABLE_STATES, TEXT_LIMITS, DraftInvalid, create_draft,
                             max_term_months, renew, update_draft)
 from app.exceptions.engine import Actor, TransitionRefused, transition
+from app.exceptions.govern import ATTESTABLE, attest
 from app.exceptions.offers import approvals_this_round, offers_for
 from app.exceptions.query import (STATES, events_of, export_csv, get_exception, list_exceptions, my_work,
                                   parse_filters, people, renewal_chain)
@@ -51,6 +52,7 @@ NOTICES = {
     "rejected": "Rejected.",
     "withdrawn": "Withdrawn.",
     "revoked": "Revoked.",
+    "attested": "Your re-attestation is recorded.",
 }
 
 
@@ -69,6 +71,13 @@ def _write():
 def _nul_problems(values: MultiDict) -> dict[str, str]:
     return {name: "contains a NUL character, which cannot be stored" for name, value in values.items(multi=True)
             if NUL in value}
+
+
+def _check_comment(comment: str) -> None:
+    if len(comment) > COMMENT_LIMIT:
+        raise TransitionRefused(f"A comment has at most {COMMENT_LIMIT} characters; yours has {len(comment)}.", 422)
+    if NUL in comment:
+        raise TransitionRefused("The comment contains a NUL character, which cannot be stored.", 422)
 
 
 def _filters():
@@ -223,7 +232,8 @@ async def _exception_page(exception_id: UUID, page: str = "detail", *, typed: di
                         approvals=approvals_this_round(exception, events), typed=typed or {}, problem=problem,
                         notice=NOTICES.get(request.args.get("notice", "")), page=page,
                         editable=exception["state"] in EDITABLE_STATES,
-                        renewable=exception["state"] in RENEWABLE_STATES, status=status)
+                        renewable=exception["state"] in RENEWABLE_STATES,
+                        attestable=exception["state"] in ATTESTABLE, status=status)
 
 
 @blueprint.get("/exceptions/<uuid:exception_id>")
@@ -247,10 +257,7 @@ async def _decide(exception_id: UUID):
     try:
         if to not in STATES:
             raise TransitionRefused("Choose one of the decisions offered on the page.", 422)
-        if len(comment) > COMMENT_LIMIT:
-            raise TransitionRefused(f"A comment has at most {COMMENT_LIMIT} characters; yours has {len(comment)}.", 422)
-        if NUL in comment:
-            raise TransitionRefused("The comment contains a NUL character, which cannot be stored.", 422)
+        _check_comment(comment)
         async with _write() as conn:
             outcome = await transition(conn, exception_id, to,
                                        Actor(access=g.access, stepped_up=factor_within(STEP_UP_SECONDS)), comment)
@@ -276,6 +283,21 @@ async def move(exception_id: UUID):
 async def decide(exception_id: UUID):
     """A transition whose row needs a second factor from the last five minutes (approve, reject, revoke)."""
     return await _decide(exception_id)
+
+
+@blueprint.post("/exceptions/<uuid:exception_id>/attest")
+@reads
+async def attest_one(exception_id: UUID):
+    """The owner confirms that the deviation and the compensating controls still hold (app.exceptions.govern)."""
+    comment = (await request.form).get("comment", "")
+    try:
+        _check_comment(comment)
+        async with _write() as conn:
+            await attest(conn, exception_id, Actor(access=g.access), comment)
+    except TransitionRefused as refusal:
+        return await _exception_page(exception_id, typed={"to": "attest", "comment": comment},
+                                     problem=refusal.message, status=refusal.status)
+    return see_other(f"/exceptions/{exception_id}?notice=attested")
 
 
 # My work ---------------------------------------------------------------------

@@ -301,6 +301,28 @@ async def test_renewal_links_back_to_the_original_justification(team, pool, admi
     assert "Renewal chain" in rhea.last_body and f'action="/exceptions/{e}/renew"' not in rhea.last_body
 
 
+async def test_the_owner_re_attests_an_active_exception(team, pool, tenant):
+    e = await drafted(pool, tenant, team)
+    await team["Olga"].browser.get(f"/exceptions/{e}")
+    assert "Re-attest" not in team["Olga"].browser.last_body        # a draft holds nothing to attest yet
+    for to, who in (("UNDER_REVIEW", "Rhea"), ("APPROVED", "Abel"), ("ACTIVE", "system:activation")):
+        await moved(pool, tenant, team, e, to, who, "ok")
+    await team["Rhea"].browser.get(f"/exceptions/{e}")
+    assert "Re-attest" not in team["Rhea"].browser.last_body        # she requested it; Olga owns it
+    olga = team["Olga"].browser
+    await olga.get(f"/exceptions/{e}")
+    assert f'action="/exceptions/{e}/attest"' in olga.last_body
+    empty = await olga.post(f"/exceptions/{e}/attest", {"comment": ""})
+    assert empty.status_code == 422 and "a comment is required" in olga.last_body
+    assert location(await olga.post(f"/exceptions/{e}/attest", {"comment": "Firewall rule checked on Monday"})) \
+        == f"/exceptions/{e}?notice=attested"
+    await olga.get(f"/exceptions/{e}?notice=attested")
+    assert "Your re-attestation is recorded" in olga.last_body
+    assert "re-attested: the deviation and the compensating controls still hold" in olga.last_body
+    assert "Firewall rule checked on Monday" in olga.last_body
+    assert (await team["Rhea"].browser.post(f"/exceptions/{e}/attest", {"comment": "me too"})).status_code == 403
+
+
 # The list, its filters and its CSV ---------------------------------------------
 
 async def test_list_filters_search_sort_and_pages_keep_the_filters(team, pool, tenant):
