@@ -8,7 +8,7 @@
 | EXCEPTAO_DATA_DIR | per-user data dir (platformdirs) | embedded database and local files |
 | EXCEPTAO_HOST | 127.0.0.1 | address `exceptao serve` binds (ingress is outbound-only) |
 | EXCEPTAO_PORT | 8080 | port `exceptao serve` binds |
-| EXCEPTAO_BASE_DOMAIN | localhost | tenants are also found by host: <slug>.<base domain> |
+| EXCEPTAO_BASE_DOMAIN | localhost | tenants are also found by host: <slug>.<base domain>; links in mail use https://<slug>.<base domain> (http and the port on localhost) |
 | DATABASE_POOL_MIN / DATABASE_POOL_MAX | 1 / 10 | runtime pool size |
 | DATABASE_STATEMENT_CACHE | 100 | asyncpg prepared statements per connection; 0 behind pgbouncer (transaction pooling) |
 | EXCEPTAO_VERIFY_BATCH | 20000 | rows the verifier reads per round trip |
@@ -109,6 +109,13 @@ class Settings:
 
     def with_database(self, admin_url: str) -> "Settings":
         return replace(self, database_url=admin_url)
+
+    def site_url(self, slug: str, path: str = "/") -> str:
+        """A tenant's address for links in mail, where no request says it: https://<slug>.<base domain><path>;
+        on localhost plain http on the port served."""
+        if self.base_domain == "localhost":
+            return f"http://{slug}.localhost:{self.port}{path}"
+        return f"https://{slug}.{self.base_domain}{path}"
 
     def key(self) -> bytes:
         """The secret key: from the environment, else a key file in the data dir, made once."""

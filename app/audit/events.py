@@ -68,6 +68,7 @@ class AuditAction(str, enum.Enum):
     EXCEPTION_EDIT = "exception:exception:edit"
     EXCEPTION_ATTEST = "exception:exception:attest"
     EXCEPTION_REMIND = "exception:exception:remind"
+    EXCEPTION_EXPORT = "exception:list:export"
     RISK_CREATE = "risk:risk:create"
     RISK_UPDATE = "risk:risk:update"
     RISK_MIRROR = "risk:risk:mirror"

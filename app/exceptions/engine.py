@@ -75,7 +75,7 @@ async def transition(conn: asyncpg.Connection, exception_id: UUID, to: str, acto
         row["state"], to, level)
     if rule is None:
         raise TransitionRefused(f"An exception that is {_words(row['state'])} cannot become {_words(to)}.", 409)
-    _check_actor(rule, row, actor, approvals)
+    check_actor(rule, row, actor, approvals)
     if rule["comment_required"] and not comment:
         raise TransitionRefused("A comment is required for this decision: say why.", 422)
     if rule["step_up_required"] and not actor.stepped_up:
@@ -112,7 +112,7 @@ async def transition(conn: asyncpg.Connection, exception_id: UUID, to: str, acto
     return Outcome(exception_id, row["state"], final, level)
 
 
-def _check_actor(rule, row, actor: Actor, approvals) -> None:
+def check_actor(rule, row, actor: Actor, approvals) -> None:
     if rule["actor"] == "system":
         if actor.system is None:
             raise TransitionRefused(f"Only the scheduler moves an exception to {_words(rule['to_state'])}.", 403)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import date, datetime, timezone
+from typing import Callable
 from uuid import UUID
 
 import asyncpg
@@ -101,8 +102,12 @@ async def follow_calendar(conn: asyncpg.Connection, today: date) -> Counter:
     return counts
 
 
-async def send_reminders(conn: asyncpg.Connection, today: date) -> Counter:
-    """Make each reminder now due in the current tenant, once; counts of reminders and recipients."""
+async def send_reminders(conn: asyncpg.Connection, today: date,
+                         link: Callable[[UUID], str] | None = None) -> Counter:
+    """Make each reminder now due in the current tenant, once; counts of reminders and recipients.
+
+    `link(exception_id)` is the exception's page, for the mail.
+    """
     rows = await conn.fetch(
         """
         SELECT e.id, e.org_unit_id, e.title, e.state, e.ends_on, e.owner_id, e.review_round, due.threshold
@@ -124,12 +129,12 @@ async def send_reminders(conn: asyncpg.Connection, today: date) -> Counter:
             " VALUES (app_current_tenant(), $1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
             row["id"], row["ends_on"], row["threshold"])
         if made:
-            counts["recipients"] += await _remind(conn, row, (row["ends_on"] - today).days)
+            counts["recipients"] += await _remind(conn, row, (row["ends_on"] - today).days, link)
             counts["reminders"] += 1
     return counts
 
 
-async def _remind(conn: asyncpg.Connection, row, days_left: int) -> int:
+async def _remind(conn: asyncpg.Connection, row, days_left: int, link: Callable[[UUID], str] | None) -> int:
     recipients = await conn.fetch(
         """
         SELECT id, id = $2 AS is_owner FROM app_user
@@ -154,7 +159,8 @@ async def _remind(conn: asyncpg.Connection, row, days_left: int) -> int:
         await mail.queue(conn, person["id"], f"Exception ending {when}: {title[:150]}",
                          f'The policy exception "{title}" ends on {ends}, {when}.\n'
                          f"From that day it no longer covers the deviation.\n\n{ask}\n\n"
-                         f"Reference: exception {row['id']}\n-- \nExceptao\n")
+                         + (f"Open it: {link(row['id'])}\n" if link else "")
+                         + f"Reference: exception {row['id']}\n-- \nExceptao\n")
     approvers = sum(1 for p in recipients if not p["is_owner"])
     to = (["the owner"] if len(recipients) > approvers else []) + ([f"{approvers} approver(s)"] if approvers else [])
     await _event(conn, row, system_actor(REMINDER_ACTOR), "reminder",

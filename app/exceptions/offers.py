@@ -15,7 +15,7 @@ from typing import Sequence
 import asyncpg
 
 from app.access import Access
-from app.exceptions.engine import Actor, TransitionRefused, _check_actor
+from app.exceptions.engine import Actor, TransitionRefused, check_actor
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ async def offers_for(conn: asyncpg.Connection, exception: asyncpg.Record, events
         if rule["approval_level"] not in (0, next_level):
             continue
         try:
-            _check_actor(rule, exception, actor, approvals)
+            check_actor(rule, exception, actor, approvals)
         except TransitionRefused:
             continue
         offers.append(Offer(rule["from_state"], rule["to_state"], rule["approval_level"], rule["comment_required"],

@@ -54,6 +54,12 @@ class Filters:
     page: int = 1
     per_page: int = PER_PAGE
 
+    def as_json(self) -> dict:
+        """The filters as plain JSON values (for the audit record of an export)."""
+        return {"states": list(self.states), "owner": str(self.owner) if self.owner else None,
+                "expiring_within": self.expiring_within, "rating_min": self.rating_min,
+                "rating_max": self.rating_max, "q": self.q, "sort": self.sort}
+
     def query_args(self, **changes) -> list[tuple[str, str]]:
         """The filters as query-string pairs (for links to other pages and sorts); defaults left out."""
         f = replace(self, **changes)
@@ -203,13 +209,13 @@ CSV_COLUMNS = ("id", "title", "policy_ref", "state", "likelihood", "impact", "ra
                "owner_name", "requester_name", "updated_at")
 
 
-async def export_csv(conn: asyncpg.Connection, filters: Filters, *, today: date) -> str:
-    """Every exception matching `filters` (all pages, up to EXPORT_LIMIT) as CSV."""
+async def export_csv(conn: asyncpg.Connection, filters: Filters, *, today: date) -> tuple[str, int]:
+    """Every exception matching `filters` (all pages, up to EXPORT_LIMIT) as CSV, and how many rows it holds."""
     where, params = _where(filters, today)
     rows = await conn.fetch(
         f"SELECT {_LIST_COLUMNS} {_FROM} WHERE {where} ORDER BY {_order(filters.sort)} LIMIT {EXPORT_LIMIT:d}",
         *params)
-    return to_csv(CSV_COLUMNS, ([row[c] for c in CSV_COLUMNS] for row in rows))
+    return to_csv(CSV_COLUMNS, ([row[c] for c in CSV_COLUMNS] for row in rows)), len(rows)
 
 
 def to_csv(header: Iterable[str], rows: Iterable[Iterable]) -> str:

@@ -24,4 +24,6 @@ async def lifecycle(pool: asyncpg.Pool, tenant_id: UUID, now: datetime, settings
 
 async def reminders(pool: asyncpg.Pool, tenant_id: UUID, now: datetime, settings: Settings) -> dict[str, int]:
     async with tenant_transaction(pool, tenant_id) as conn:
-        return dict(await govern.send_reminders(conn, govern.utc_day(now)))
+        slug = await conn.fetchval("SELECT slug FROM tenant WHERE id = $1", tenant_id)
+        return dict(await govern.send_reminders(
+            conn, govern.utc_day(now), lambda exception_id: settings.site_url(slug, f"/exceptions/{exception_id}")))

@@ -20,6 +20,9 @@ from uuid import UUID
 from quart import Blueprint, abort, current_app, g, redirect, request
 from werkzeug.datastructures import MultiDict
 
+from app import notifications, risks
+from app.audit import AuditAction, record
+from app.audit.events import user_actor
 from app.db import tenant_transaction
 from app.exceptions import (EDITABLE_STATES, LABELS, RENEWABLE_STATES, TEXT_LIMITS, DraftInvalid, create_draft,
                             max_term_months, renew, update_draft)
@@ -110,8 +113,11 @@ async def export():
         return await render("error.html", title="The export was not made", status=422, message="Correct the filters: "
                             + "; ".join(f"{FILTER_LABELS.get(k, k)}: {v}" for k, v in problems.items()))
     today = _today()
-    async with _read() as conn:
-        text = await export_csv(conn, filters, today=today)
+    # Who took which rows out, on the record: the filters and the count, never the rows.
+    async with _write() as conn:
+        text, count = await export_csv(conn, filters, today=today)
+        await record(conn, AuditAction.EXCEPTION_EXPORT, actor=user_actor(g.user.id),
+                     data={"format": "csv", "rows": count, "filters": filters.as_json()})
     response = await current_app.make_response((text, 200))
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = f'attachment; filename="exceptions-{today.isoformat()}.csv"'
@@ -228,7 +234,8 @@ async def _exception_page(exception_id: UUID, page: str = "detail", *, typed: di
         events = await events_of(conn, exception_id)
         chain = await renewal_chain(conn, exception_id)
         offers = await offers_for(conn, exception, events, g.access)
-    return await render(PAGES[page], exception=exception, events=events, chain=chain, offers=offers,
+        risk = await risks.for_exception(conn, exception_id)
+    return await render(PAGES[page], exception=exception, events=events, chain=chain, offers=offers, risk=risk,
                         approvals=approvals_this_round(exception, events), typed=typed or {}, problem=problem,
                         notice=NOTICES.get(request.args.get("notice", "")), page=page,
                         editable=exception["state"] in EDITABLE_STATES,
@@ -302,9 +309,22 @@ async def attest_one(exception_id: UUID):
 
 # My work ---------------------------------------------------------------------
 
+NOTIFICATIONS_SHOWN = 20
+
+
 @blueprint.get("/exceptions/mine")
 @reads
 async def mine():
     async with _read() as conn:
         work = await my_work(conn, g.access, today=_today())
-    return await render("exceptions/mine.html", work=work)
+        notes = await notifications.recent(conn, g.user.id, limit=NOTIFICATIONS_SHOWN)
+    return await render("exceptions/mine.html", work=work, notifications=notes)
+
+
+@blueprint.post("/exceptions/mine/read")
+@reads
+async def mark_notifications_read():
+    """Mark my notifications read (a personal inbox flag: no audit entry, like reading a mail)."""
+    async with _write() as conn:
+        await notifications.mark_read(conn, g.user.id)
+    return see_other("/exceptions/mine")

@@ -124,6 +124,7 @@ async def test_reminders_90_60_and_30_days_before_the_end_by_mail_and_in_app(adm
             assert message["Subject"] == f"Exception ending in {threshold} days: Legacy FTP server"
             body = message.get_payload(decode=True).decode()
             assert f"ends on {end.isoformat()}" in body
+            assert f"Open it: {mail_settings.site_url(people.tenant.slug, f'/exceptions/{e}')}" in body
             assert ("re-attest that the deviation" in body) == (message["To"] == address(people, "Olga"))
 
     reminders = await events(admin, e, "reminder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,7 @@ from app.audit.verify import verify_tenant
 from app.db import tenant_transaction
 from app.exceptions import create_draft
 from app.exceptions.engine import Actor, transition
+from app.jobs import exception_govern
 from tests.views import conftest as view_fixtures
 from tests.views.test_admin import user_id
 from tests.views.test_signin import sign_in
@@ -410,7 +412,7 @@ async def test_htmx_gets_the_results_alone_with_the_field_problems_out_of_band(t
     assert "<html" in aud.last_body
 
 
-async def test_csv_export_of_the_filtered_list(team, pool, tenant):
+async def test_csv_export_of_the_filtered_list(team, pool, admin, tenant):
     await drafted(pool, tenant, team, title='=HYPERLINK("http://evil.example","click")')
     await drafted(pool, tenant, team, title="Plain printer")
     await drafted(pool, tenant, team, title="Other", likelihood="1", impact="1")
@@ -428,6 +430,13 @@ async def test_csv_export_of_the_filtered_list(team, pool, tenant):
 
     bad = await aud.get("/exceptions.csv?rating_min=12&state=LOST")
     assert bad.status_code == 422 and "unknown state" in aud.last_body
+
+    [export] = await admin.fetch("SELECT actor, data FROM audit_log WHERE tenant_id = $1 AND action = $2",
+                                 tenant.id, "exception:list:export")
+    assert export["actor"] == f"user:{team['Aud'].id}"
+    assert json.loads(export["data"]) == {"format": "csv", "rows": 2, "filters": {
+        "states": [], "owner": None, "expiring_within": None, "rating_min": 12, "rating_max": None, "q": "",
+        "sort": "-updated"}}
 
     rhea = team["Rhea"].browser            # exception.read, but no report.export
     await rhea.get("/exceptions")
@@ -462,6 +471,41 @@ async def test_my_work_lists_what_waits_for_me(team, pool, tenant):
     assert "You have no drafts." in section(abel, "drafts")
     await team["Olga"].browser.get("/exceptions/mine")
     assert "Ending soon" in section(team["Olga"].browser, "expiring")   # she owns it
+
+
+async def test_reminders_wait_in_my_work_until_read(team, pool, tenant, settings):
+    ending = await drafted(pool, tenant, team, title="Printer on XP", ends_on=(TODAY + timedelta(days=25)).isoformat())
+    for to, who in (("UNDER_REVIEW", "Rhea"), ("APPROVED", "Abel"), ("ACTIVE", "system:activation")):
+        await moved(pool, tenant, team, ending, to, who, "ok")
+    await exception_govern.reminders(pool, tenant.id, datetime.now(timezone.utc), settings)
+
+    olga = team["Olga"].browser
+    await olga.get("/exceptions/mine")
+    notes = olga.last_body.split('id="notifications"')[1].split("</section>")[0]
+    assert "New:" in notes and "Printer on XP" in notes and "re-attest" in notes
+    assert f'href="/exceptions/{ending}"' in notes
+    assert location(await olga.post("/exceptions/mine/read")) == "/exceptions/mine"
+    await olga.get("/exceptions/mine")
+    notes = olga.last_body.split('id="notifications"')[1].split("</section>")[0]
+    assert "Printer on XP" in notes and "New:" not in notes and "Mark all read" not in notes
+    await team["Rhea"].browser.get("/exceptions/mine")
+    assert 'id="notifications"' not in team["Rhea"].browser.last_body   # the requester is not reminded
+
+
+async def test_a_closed_exception_links_to_its_residual_risk(team, pool, tenant):
+    e = await drafted(pool, tenant, team, title="Shared admin account")
+    for to, who in (("UNDER_REVIEW", "Rhea"), ("APPROVED", "Abel"), ("ACTIVE", "system:activation")):
+        await moved(pool, tenant, team, e, to, who, "ok")
+    aud = team["Aud"].browser
+    await aud.get(f"/exceptions/{e}")
+    assert 'id="residual-risk"' not in aud.last_body
+    await moved(pool, tenant, team, e, "REVOKED", "Abel", "The vendor left")
+    await aud.get(f"/exceptions/{e}")
+    risk = aud.last_body.split('id="residual-risk"')[1].split("</section>")[0]
+    link = re.search(r'href="(/risks/[0-9a-f-]+)"', risk).group(1)
+    assert "Shared admin account" in risk and "treatment mitigate" in risk
+    await aud.get(link)
+    assert f'href="/exceptions/{e}"' in aud.last_body
 
 
 # Who may see what ------------------------------------------------------------
