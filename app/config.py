@@ -20,6 +20,14 @@
 | EXCEPTAO_SMTP_USER / EXCEPTAO_SMTP_PASSWORD / EXCEPTAO_SMTP_STARTTLS | unset / unset / off | SMTP sign-in; STARTTLS when `on` |
 | EXCEPTAO_MAIL_FROM | exceptao@localhost | sender of all mail; its domain also names the outbox's Message-IDs |
 | EXCEPTAO_JOBS | on | background jobs (app/jobs) run in this process; `off` for tests or an instance that should not |
+| EXCEPTAO_STORAGE_DIR | `<data dir>/objects` | the local object store (evidence files, encrypted), used while no S3 bucket is set |
+| EXCEPTAO_S3_BUCKET | unset: the local folder | the S3-compatible bucket that holds evidence files (AWS S3, Cloudflare R2, Backblaze B2, MinIO) |
+| EXCEPTAO_S3_ENDPOINT | unset: AWS | the store's endpoint URL, e.g. https://<account>.r2.cloudflarestorage.com, https://s3.<region>.backblazeb2.com, http://minio:9000 |
+| EXCEPTAO_S3_REGION | us-east-1 | the bucket's region (R2 takes `auto` or us-east-1) |
+| EXCEPTAO_S3_ACCESS_KEY_ID / EXCEPTAO_S3_SECRET_ACCESS_KEY | unset: botocore's chain (AWS_* variables, instance role) | the store's access key |
+| EXCEPTAO_S3_ADDRESSING | auto | `path` (MinIO, most self-hosted stores), `virtual` or `auto` (botocore decides) |
+| EXCEPTAO_S3_PART_MB | 8 | multipart upload part size in MiB (at least 5); memory per upload is about one part |
+| EXCEPTAO_EVIDENCE_MAX_MB | 50 | largest evidence file accepted; a larger one is refused with 413 |
 """
 
 from __future__ import annotations
@@ -77,6 +85,15 @@ class Settings:
     smtp_starttls: bool = False
     mail_from: str = "exceptao@localhost"
     jobs: bool = True
+    storage_dir_override: Path | None = None
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_addressing_style: str = "auto"
+    s3_part_mb: int = 8
+    evidence_max_mb: int = 50
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -105,6 +122,15 @@ class Settings:
             smtp_starttls=env.get("EXCEPTAO_SMTP_STARTTLS", "off") == "on",
             mail_from=env.get("EXCEPTAO_MAIL_FROM", defaults.mail_from),
             jobs=env.get("EXCEPTAO_JOBS", "on") != "off",
+            storage_dir_override=Path(env["EXCEPTAO_STORAGE_DIR"]) if env.get("EXCEPTAO_STORAGE_DIR") else None,
+            s3_bucket=env.get("EXCEPTAO_S3_BUCKET") or None,
+            s3_endpoint=env.get("EXCEPTAO_S3_ENDPOINT") or None,
+            s3_region=env.get("EXCEPTAO_S3_REGION", defaults.s3_region),
+            s3_access_key_id=env.get("EXCEPTAO_S3_ACCESS_KEY_ID") or None,
+            s3_secret_access_key=env.get("EXCEPTAO_S3_SECRET_ACCESS_KEY") or None,
+            s3_addressing_style=env.get("EXCEPTAO_S3_ADDRESSING", defaults.s3_addressing_style),
+            s3_part_mb=int(env.get("EXCEPTAO_S3_PART_MB", defaults.s3_part_mb)),
+            evidence_max_mb=int(env.get("EXCEPTAO_EVIDENCE_MAX_MB", defaults.evidence_max_mb)),
         )
 
     def with_database(self, admin_url: str) -> "Settings":
@@ -128,6 +154,10 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
         return decode_key(path.read_text().strip())
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.storage_dir_override or self.data_dir / "objects"
 
     @property
     def runtime_database_url(self) -> str:
