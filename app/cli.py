@@ -1,4 +1,4 @@
-"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, verify."""
+"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, keys rotate, verify."""
 
 from __future__ import annotations
 
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     operator_add.add_argument("--email", required=True)
     operator_add.add_argument("--name", required=True, help="display name")
 
+    keys = commands.add_parser("keys", help="manage encryption keys").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("rotate", help="rotate the key-encryption key and rewrap every tenant's data keys under it")
+
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
 
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_token_create(settings, args))
             if args.command == "verify":
                 return asyncio.run(_verify(settings, args.tenant))
+            if args.command == "keys":
+                return asyncio.run(_keys_rotate(settings))
             if args.command == "operator":
                 return asyncio.run(_operator_add(settings, args.email, args.name))
     except KeyboardInterrupt:
@@ -197,6 +202,23 @@ async def _operator_add(settings: Settings, email: str, name: str) -> None:
           f"  TOTP secret: {added.totp_secret}\n"
           f"  {added.otpauth_uri}\n"
           f"Sign in with all three at /operator/signin on the bare base domain ({settings.base_domain}).")
+
+
+@_exit_code
+async def _keys_rotate(settings: Settings) -> None:
+    from app.crypto.kek import KekError
+    from app.crypto.rotation import rotate_kek
+
+    rotation = await _on_admin_connection(
+        settings, "key-encryption key not rotated", lambda conn: rotate_kek(conn, settings), (KekError,))
+    print(f"Rotated the {rotation.provider} key-encryption key to version {rotation.version}; rewrapped "
+          f"{rotation.rewrapped} data keys of {rotation.tenants} tenants (files are unchanged).")
+    if rotation.old_versions_dropped:
+        print("Older key-file versions were dropped: no data key refers to them any more.")
+    for tenant_id, why in rotation.failed.items():
+        print(f"tenant {tenant_id}: data keys not rewrapped, still under their old version: {why}", file=sys.stderr)
+    if rotation.failed:
+        raise Refused
 
 
 async def _verify(settings: Settings, slug: str) -> int:

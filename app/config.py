@@ -13,7 +13,11 @@
 | DATABASE_STATEMENT_CACHE | 100 | asyncpg prepared statements per connection; 0 behind pgbouncer (transaction pooling) |
 | EXCEPTAO_VERIFY_BATCH | 20000 | rows the verifier reads per round trip |
 | EXCEPTAO_VERIFY_WORKERS | CPUs, at most 4 | processes that walk a long chain (50,000 rows and more) in parallel |
-| EXCEPTAO_SECRET_KEY | `<data dir>/secret.key`, made on first use (mode 0600) | 32 bytes, base64: encrypts TOTP secrets (AES-256-GCM) and keys rate-limit counters (HMAC) |
+| EXCEPTAO_SECRET_KEY | `<data dir>/secret.key`, made on first use (mode 0600) | 32 bytes, base64: keys rate-limit counters (HMAC) and seals operators' TOTP secrets; tenants' TOTP secrets sealed under it before tenant keys are moved to the tenant key when next used |
+| EXCEPTAO_VAULT_ADDR (or VAULT_ADDR) | unset: the local key file `<data dir>/kek.keys` (mode 0600, made on first use) | Vault or OpenBao whose transit engine holds the key-encryption key that wraps each tenant's data key (app/crypto) |
+| EXCEPTAO_VAULT_TOKEN (or VAULT_TOKEN) | unset | the token for transit: encrypt and decrypt on the key; `exceptao keys rotate` also needs rotate, rewrap and read |
+| EXCEPTAO_VAULT_TRANSIT_KEY / EXCEPTAO_VAULT_TRANSIT_MOUNT | exceptao / transit | the transit key's name and the engine's mount path |
+| EXCEPTAO_VAULT_CACERT (or VAULT_CACERT) | unset: the system's CAs | a CA bundle that signed Vault's TLS certificate |
 | EXCEPTAO_SESSION_IDLE_MINUTES | 30 | a session unused this long is over |
 | EXCEPTAO_SESSION_HOURS | 12 | a session is over this long after sign-in, used or not |
 | EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where mail is sent: password resets at once, reminders through the outbox job |
@@ -76,6 +80,11 @@ class Settings:
     verify_batch: int = 20000
     verify_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     secret_key: bytes | None = field(default=None, repr=False)
+    vault_addr: str | None = None
+    vault_token: str | None = field(default=None, repr=False)
+    vault_transit_key: str = "exceptao"
+    vault_transit_mount: str = "transit"
+    vault_cacert: str | None = None
     session_idle_minutes: int = 30
     session_hours: int = 12
     smtp_host: str = "127.0.0.1"
@@ -113,6 +122,11 @@ class Settings:
             verify_batch=int(env.get("EXCEPTAO_VERIFY_BATCH", defaults.verify_batch)),
             verify_workers=int(env.get("EXCEPTAO_VERIFY_WORKERS", defaults.verify_workers)),
             secret_key=decode_key(env["EXCEPTAO_SECRET_KEY"]) if env.get("EXCEPTAO_SECRET_KEY") else None,
+            vault_addr=env.get("EXCEPTAO_VAULT_ADDR") or env.get("VAULT_ADDR") or None,
+            vault_token=env.get("EXCEPTAO_VAULT_TOKEN") or env.get("VAULT_TOKEN") or None,
+            vault_transit_key=env.get("EXCEPTAO_VAULT_TRANSIT_KEY") or defaults.vault_transit_key,
+            vault_transit_mount=env.get("EXCEPTAO_VAULT_TRANSIT_MOUNT") or defaults.vault_transit_mount,
+            vault_cacert=env.get("EXCEPTAO_VAULT_CACERT") or env.get("VAULT_CACERT") or None,
             session_idle_minutes=int(env.get("EXCEPTAO_SESSION_IDLE_MINUTES", defaults.session_idle_minutes)),
             session_hours=int(env.get("EXCEPTAO_SESSION_HOURS", defaults.session_hours)),
             smtp_host=env.get("EXCEPTAO_SMTP_HOST", defaults.smtp_host),

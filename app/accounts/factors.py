@@ -1,8 +1,13 @@
 """Second factors: TOTP enrolment and checks, recovery codes.
 
-The TOTP secret is stored encrypted (app.accounts.secretbox) and bound to its
-tenant and user; each check consumes its time step in the same UPDATE that
-reads it, so two requests racing with one code cannot both pass.
+The TOTP secret is stored encrypted (app.accounts.secretbox) under the
+tenant's data key (app.crypto.keys), bound to its tenant, user and key;
+`totp_key_id` names the key. A secret sealed under the application key before
+tenant keys existed (totp_key_id NULL) still opens, and is resealed under the
+tenant key the first time it is read: no step to run, no user to bother, and
+the count of those left is one query away. Each check consumes its time step
+in the same UPDATE that reads it, so two requests racing with one code cannot
+both pass.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import asyncpg
 
 from app.accounts import secretbox, totp
 from app.accounts.users import User
+from app.config import Settings
+from app.crypto.keys import current_key, key_by_id
 
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
@@ -24,31 +31,53 @@ def _totp_context(tenant_id: UUID, user_id: UUID) -> tuple[object, ...]:
     return ("totp", tenant_id, user_id)
 
 
-async def pending_totp_secret(conn: asyncpg.Connection, key: bytes, tenant_id: UUID, user: User) -> str:
+async def _seal(conn: asyncpg.Connection, settings: Settings, tenant_id: UUID, user_id: UUID,
+                secret: str) -> tuple[bytes, UUID]:
+    key = await current_key(conn, settings)
+    return secretbox.seal(key.key, secret.encode(), *_totp_context(tenant_id, user_id), key.id), key.id
+
+
+async def _unseal(conn: asyncpg.Connection, settings: Settings, tenant_id: UUID, user_id: UUID,
+                  sealed: bytes, key_id: UUID | None) -> str:
+    if key_id is not None:
+        key = await key_by_id(conn, settings, key_id)
+        return secretbox.unseal(key.key, sealed, *_totp_context(tenant_id, user_id), key_id).decode()
+    secret = secretbox.unseal(settings.key(), sealed, *_totp_context(tenant_id, user_id)).decode()
+    resealed, key_id = await _seal(conn, settings, tenant_id, user_id, secret)
+    await conn.execute("UPDATE app_user SET totp_secret = $2, totp_key_id = $3 WHERE id = $1 AND totp_key_id IS NULL",
+                       user_id, resealed, key_id)
+    return secret
+
+
+async def pending_totp_secret(conn: asyncpg.Connection, settings: Settings, tenant_id: UUID, user: User) -> str:
     """The secret being enrolled: made once, kept (encrypted) until confirmed or replaced."""
-    sealed = await conn.fetchval(
-        "SELECT totp_secret FROM app_user WHERE id = $1 AND totp_enrolled_at IS NULL", user.id)
-    if sealed is not None:
-        return secretbox.unseal(key, sealed, *_totp_context(tenant_id, user.id)).decode()
+    row = await conn.fetchrow(
+        "SELECT totp_secret, totp_key_id FROM app_user WHERE id = $1 AND totp_enrolled_at IS NULL", user.id)
+    if row is not None and row["totp_secret"] is not None:
+        return await _unseal(conn, settings, tenant_id, user.id, row["totp_secret"], row["totp_key_id"])
     secret = totp.new_secret()
+    sealed, key_id = await _seal(conn, settings, tenant_id, user.id, secret)
     await conn.execute(
-        "UPDATE app_user SET totp_secret = $2, totp_last_step = NULL WHERE id = $1 AND totp_enrolled_at IS NULL",
-        user.id, secretbox.seal(key, secret.encode(), *_totp_context(tenant_id, user.id)),
+        "UPDATE app_user SET totp_secret = $2, totp_key_id = $3, totp_last_step = NULL"
+        " WHERE id = $1 AND totp_enrolled_at IS NULL",
+        user.id, sealed, key_id,
     )
     return secret
 
 
 async def check_totp(
-    conn: asyncpg.Connection, key: bytes, tenant_id: UUID, user_id: UUID, code: str, *, enrolling: bool = False,
+    conn: asyncpg.Connection, settings: Settings, tenant_id: UUID, user_id: UUID, code: str, *,
+    enrolling: bool = False,
 ) -> bool:
     """True once for a valid code of an unused time step; the step is then used."""
     row = await conn.fetchrow(
-        "SELECT totp_secret, totp_last_step, totp_enrolled_at IS NOT NULL AS enrolled FROM app_user WHERE id = $1",
+        "SELECT totp_secret, totp_key_id, totp_last_step, totp_enrolled_at IS NOT NULL AS enrolled"
+        " FROM app_user WHERE id = $1",
         user_id,
     )
     if row is None or row["totp_secret"] is None or row["enrolled"] == enrolling:
         return False
-    secret = secretbox.unseal(key, row["totp_secret"], *_totp_context(tenant_id, user_id)).decode()
+    secret = await _unseal(conn, settings, tenant_id, user_id, row["totp_secret"], row["totp_key_id"])
     step = totp.accepted_step(secret, code, last_step=row["totp_last_step"])
     if step is None:
         return False
@@ -66,7 +95,7 @@ async def check_totp(
 
 async def remove_totp(conn: asyncpg.Connection, user_id: UUID) -> bool:
     done = await conn.execute(
-        "UPDATE app_user SET totp_secret = NULL, totp_enrolled_at = NULL, totp_last_step = NULL"
+        "UPDATE app_user SET totp_secret = NULL, totp_key_id = NULL, totp_enrolled_at = NULL, totp_last_step = NULL"
         " WHERE id = $1 AND totp_secret IS NOT NULL", user_id)
     return done != "UPDATE 0"
 

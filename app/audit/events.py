@@ -74,6 +74,8 @@ class AuditAction(str, enum.Enum):
     RISK_MIRROR = "risk:risk:mirror"
     TENANT_SUSPEND = "tenant:tenant:suspend"
     TENANT_RESTORE = "tenant:tenant:restore"
+    KEY_CREATE = "crypto:data_key:create"
+    KEY_ROTATE = "crypto:kek:rotate"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from app.accounts.users import by_id
 from app.audit import AuditAction
 from app.db import tenant_transaction
 from app.views import pool, settings
-from app.views.auth import audit, finish_signin, key
+from app.views.auth import audit, finish_signin
 from app.web import render, see_other
 from app.web.guards import second_factor_pending, step_up
 
@@ -40,7 +40,7 @@ async def totp_form():
 
 async def _enrol_page(*, message: str | None, status: int):
     async with tenant_transaction(pool(), g.tenant.id) as conn:
-        secret = await factors.pending_totp_secret(conn, key(), g.tenant.id, g.user)
+        secret = await factors.pending_totp_secret(conn, settings(), g.tenant.id, g.user)
     uri = totp.provisioning_uri(secret, f"{g.user.email} ({g.tenant.slug})")
     return await render("totp_enrol.html", secret=secret, qr=totp.qr_svg(uri), message=message,
                         must=g.session.stage != sessions.FULL, first=request.args.get("first") == "1",
@@ -52,7 +52,7 @@ async def _enrol_page(*, message: str | None, status: int):
 async def totp_confirm():
     form = await request.form
     async with tenant_transaction(pool(), g.tenant.id) as conn:
-        if not await factors.check_totp(conn, key(), g.tenant.id, g.user.id, form.get("code", "")[:40],
+        if not await factors.check_totp(conn, settings(), g.tenant.id, g.user.id, form.get("code", "")[:40],
                                         enrolling=True):
             await audit(conn, AuditAction.FACTOR_FAIL, g.user, purpose="totp_enrol")
             failed = True

@@ -157,7 +157,7 @@ async def factor_form():
 
 async def check_second_factor(conn, user: User, code: str) -> str | None:
     """The method that `code` proves ('totp' or 'recovery_code'), or None."""
-    if user.has_totp and await factors.check_totp(conn, key(), g.tenant.id, user.id, code):
+    if user.has_totp and await factors.check_totp(conn, settings(), g.tenant.id, user.id, code):
         return "totp"
     if len(code.replace("-", "").replace(" ", "")) == 16 and await factors.use_recovery_code(conn, user.id, code):
         await audit(conn, AuditAction.RECOVERY_CODE_USE, user)
@@ -240,7 +240,7 @@ async def _step_up_with(code: str) -> bool:
     if not await throttle.allow(pool(), key(), throttle.FACTOR_PER_ACCOUNT, g.user.id):
         return False
     async with tenant_transaction(pool(), g.tenant.id) as conn:
-        ok = g.user.has_totp and await factors.check_totp(conn, key(), g.tenant.id, g.user.id, code[:40])
+        ok = g.user.has_totp and await factors.check_totp(conn, settings(), g.tenant.id, g.user.id, code[:40])
         if not ok:
             await audit(conn, AuditAction.FACTOR_FAIL, g.user, purpose="step_up")
             return False
