@@ -1,4 +1,4 @@
-"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, keys rotate, verify."""
+"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, keys rotate, verify, dlp scan."""
 
 from __future__ import annotations
 
@@ -80,11 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
 
+    from app.dlp import command as dlp_command
+
+    dlp_command.add_parser(commands)
+
     # Options may follow the sub-command too: `exceptao serve --data-dir D`.
     for sub in (serve,):
         sub.add_argument("--data-dir", type=Path, dest="sub_data_dir", help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
+    if args.command == "dlp":
+        return dlp_command.run(args)  # no database: a user checks files before uploading them
     settings = Settings.from_env()
     data_dir = getattr(args, "sub_data_dir", None) or args.data_dir
     if data_dir:
