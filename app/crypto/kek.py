@@ -21,6 +21,7 @@ import threading
 from abc import ABC, abstractmethod
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -287,6 +288,10 @@ def key_encryption_key_named(settings: Settings, name: str) -> KeyEncryptionKey:
 def _vault(addr: str, token: str, key_name: str, mount: str, verify: str | bool) -> VaultTransit:
     if not token:
         raise KekError("EXCEPTAO_VAULT_ADDR is set but no token is: set EXCEPTAO_VAULT_TOKEN (or VAULT_TOKEN)")
+    host = urlsplit(addr).hostname or ""
+    if addr.startswith("http://") and host not in ("localhost", "::1") and not host.startswith("127."):
+        log.warning("Vault at %s is reached over plain HTTP: the token and every data key cross the network in clear;"
+                    " use https://", addr)
     return VaultTransit(addr, token, key_name, mount=mount, verify=verify)
 
 

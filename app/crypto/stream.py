@@ -44,9 +44,8 @@ TAG_SIZE = 16
 SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
 MAGIC = b"XTAOENC"
 VERSION = 1
-_SALT_SIZE = 16
-_PREFIX_SIZE = 8
-HEADER_SIZE = len(MAGIC) + 1 + 16 + _SALT_SIZE + _PREFIX_SIZE
+HEADER_SIZE = 48
+_KEY_ID, _SALT, _PREFIX = slice(8, 24), slice(24, 40), slice(40, 48)  # where each field sits in the header
 _MAX_CHUNKS = 2**32  # the nonce's counter; 256 TiB, far past any evidence file
 
 KeyLookup = Callable[[UUID], Awaitable["bytes | DataKey"]]
@@ -59,11 +58,11 @@ class _Chunks:
     """The chunk cipher of one file: its key, nonce prefix and the associated data every chunk binds."""
 
     def __init__(self, data_key: bytes, header: bytes, aad: bytes):
-        salt = header[len(MAGIC) + 1 + 16:len(MAGIC) + 1 + 16 + _SALT_SIZE]
-        key_id = header[len(MAGIC) + 1:len(MAGIC) + 1 + 16]
-        file_key = HKDF(hashes.SHA256(), 32, salt, b"exceptao/stream/v1" + key_id).derive(data_key)
+        if not aad:
+            raise ValueError("aad must name what the file belongs to (its tenant and record), so it cannot be moved")
+        file_key = HKDF(hashes.SHA256(), 32, header[_SALT], b"exceptao/stream/v1" + header[_KEY_ID]).derive(data_key)
         self._aead = AESGCM(file_key)
-        self._prefix = header[-_PREFIX_SIZE:]
+        self._prefix = header[_PREFIX]
         self._bound = header + hashlib.sha256(aad).digest()
         self.index = 0
 
@@ -93,7 +92,7 @@ class _Chunks:
 
 
 def _header(key_id: UUID) -> bytes:
-    return MAGIC + bytes([VERSION]) + key_id.bytes + secrets.token_bytes(_SALT_SIZE) + secrets.token_bytes(_PREFIX_SIZE)
+    return MAGIC + bytes([VERSION]) + key_id.bytes + secrets.token_bytes(16) + secrets.token_bytes(8)
 
 
 def _parse_header(header: bytes) -> UUID:
@@ -103,7 +102,7 @@ def _parse_header(header: bytes) -> UUID:
         raise Tampered("not an Exceptao encrypted file (its header was changed or it was never encrypted)")
     if header[len(MAGIC)] != VERSION:
         raise Tampered(f"unknown encrypted file format version {header[len(MAGIC)]}")
-    return UUID(bytes=bytes(header[len(MAGIC) + 1:len(MAGIC) + 1 + 16]))
+    return UUID(bytes=bytes(header[_KEY_ID]))
 
 
 class _Sealer:

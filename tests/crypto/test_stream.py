@@ -172,6 +172,9 @@ async def test_wrong_aad_wrong_key_and_unknown_key_are_refused_before_any_plaint
     out, error = await opened(no_such_key, sealed)
     assert out == b"" and isinstance(error, Tampered)
 
+    with pytest.raises(ValueError, match="aad"):
+        encrypt_bytes(key, b"bound to nothing", aad=b"")
+
 
 def test_a_data_key_never_shows_its_bytes():
     key = new_key()
