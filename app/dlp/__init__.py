@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.dlp.detect import KINDS, Finding, Kind, Scanner
-from app.dlp.extract import Limits, Unscannable, extract
+from app.dlp.extract import extract
+from app.dlp.limits import Limits, Unscannable
 
 __all__ = ["KINDS", "Finding", "Kind", "Limits", "ScanResult", "scan_path"]
 

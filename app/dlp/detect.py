@@ -62,8 +62,8 @@ def _table(classes: dict[bytes, bytes]) -> bytes:
 _SHAPE = _table({b"0123456789": b"0", b" -": b"s", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ": b"A",
                  b"abcdefghijklmnopqrstuvwxyz_": b"a"})
 # A hit runs on to the end of its digit groups (a trailing separator is not part of it).
-_ELEVEN_DIGITS = re.compile(rb"00000000000(?:0|s0)*")
-_GROUPED_DIGITS = re.compile(rb"0000s0000(?:0|s0)*")
+_ELEVEN_DIGITS = re.compile(rb"000000000000*(?:s0+)*")
+_GROUPED_DIGITS = re.compile(rb"0000s00000*(?:s0+)*")
 _CARD_FIRST_DIGITS = frozenset(b"234569")  # no issuer range starts with 0, 1, 7 or 8
 _GROUP = re.compile(rb"[0-9]+")
 
@@ -85,7 +85,7 @@ _TOKEN = re.compile(rb"[^\s:#.,;()\[\]{}\"'=|/\\*_-]+")
 # Words between a keyword and its number: "passport no.", "Reisepass-Nr.", "numer paszportu", "passports".
 _FILLERS = frozenset(
     "no nr num number numbers numer nummer numero número numéro núm n° nº no° id is was of the holder "
-    "s u y em es e nummer ausweis".split())
+    "s u y em es e ausweis".split())
 _SPACES = ((b"\xc2\xa0", b" "), (b"\xe2\x80\xaf", b" "), (b"\xe2\x80\x89", b" "), (b"\xe2\x80\x87", b" "),
            (b"\xe2\x80\x91", b"-"), (b"\xe2\x80\x93", b"-"))
 
@@ -103,7 +103,7 @@ class Scanner:
         self._digits_pos = 0    # absolute: the digit-run detector resumes here (it may defer further back)
         self._digits_done = 0   # absolute: end of the last digit run judged
         self._ibans: list[tuple[int, int]] = []  # absolute spans of IBANs, not also read as cards
-        self.counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
         self._samples: dict[str, str] = {}
         self._sample_at: dict[str, int] = {}
 
@@ -128,11 +128,11 @@ class Scanner:
             self._pieces.append(self._held)
             self._held = b""
         self._scan(final=True)
-        return [Finding(kind, self.counts[kind], self._samples[kind]) for kind in KINDS if kind in self.counts]
+        return [Finding(kind, self._counts[kind], self._samples[kind]) for kind in KINDS if kind in self._counts]
 
     def _found(self, kind: Kind, masked: str, at: int) -> None:
         """Count one; the sample is the first in the text (whatever order the detectors ran in)."""
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self._counts[kind] = self._counts.get(kind, 0) + 1
         at += self._base
         if at < self._sample_at.get(kind, at + 1):
             self._samples[kind], self._sample_at[kind] = masked, at
@@ -203,7 +203,7 @@ class Scanner:
             p = m.start()
             if p >= limit:
                 break
-            before = p - 5 if lowered[p - 5:p] == b"reise" else p
+            before = p - 5 if lowered[max(0, p - 5):p] == b"reise" else p
             if before and lowered[before - 1] in _ALNUM:
                 continue
             if _DIGIT.search(window, m.end(), m.end() + _KEYWORD_REACH) is None:
@@ -251,8 +251,12 @@ class Scanner:
             if p < done:
                 continue
             if p >= limit or (end + 1 >= n and not final):
-                resume = min(_run_start(shape, p), limit)  # it may go on in the next piece
-                break
+                run_start = _run_start(shape, p)
+                if p < limit and n - run_start > MAX_RUN:
+                    end = n  # a run this long holds nothing it needs its end for: judge it now, cut
+                else:
+                    resume = min(run_start, limit)  # it may go on in the next piece
+                    break
             before = shape[p - 1] if p else _DOT
             if (before != _ZERO and before != _SEP or p < 2 or shape[p - 2] != _ZERO) and (
                     shape.find(b"s", p, end) == -1):
@@ -260,7 +264,7 @@ class Scanner:
                 if length == 11 or (13 <= length <= 19 and window[p] in _CARD_FIRST_DIGITS):
                     self._judge_digits(window, p, end)
             else:
-                self._judge_grouped(window, base, _run_start(shape, p), end)
+                self._judge_grouped(window, base, max(_run_start(shape, p), done), end)
             done = end
         self._digits_done = base + max(done, 0)
         return resume
@@ -307,6 +311,10 @@ class Scanner:
                     self._found("pesel", ids.mask_pesel(digits), spans[i][0])
                     i += 1
                     continue
+            if window[spans[i][0]] not in _CARD_FIRST_DIGITS or 3 > lengths[i] or 6 < lengths[i] < 13 or (
+                    not ids.may_start_a_card(window[spans[i][0]:spans[i][1]].decode())):
+                i += 1
+                continue
             ends, total = [], 0
             for j in range(i, len(spans)):
                 if not usable[j]:
@@ -332,12 +340,11 @@ _ZERO, _SEP, _DOT = ord("0"), ord("s"), ord(".")
 
 
 def _run_start(shape: bytes, p: int) -> int:
-    """Where the run of digit groups holding position p begins (earlier groups joined by one separator)."""
-    q = p
-    while q > 0 and shape[q - 1] == _ZERO:
-        q -= 1
-    while q >= 2 and shape[q - 1] == _SEP and shape[q - 2] == _ZERO and p - q < MAX_RUN:
-        q -= 2
-        while q > 0 and shape[q - 1] == _ZERO:
-            q -= 1
-    return q
+    """Where the run of digit groups holding position p begins: after the last non-digit, non-separator
+    character or double separator before it (looking back MAX_RUN at most), and not on a separator."""
+    lo = max(0, p - MAX_RUN)
+    q = max(shape.rfind(b".", lo, p), shape.rfind(b"A", lo, p), shape.rfind(b"a", lo, p)) + 1 or lo
+    double = shape.rfind(b"ss", q, p)
+    if double >= 0:
+        q = double + 2
+    return q + 1 if q < p and shape[q] == _SEP else q

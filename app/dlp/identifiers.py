@@ -65,6 +65,15 @@ def is_pan(digits: str) -> bool:
     return False
 
 
+def may_start_a_card(prefix: str) -> bool:
+    """Whether some issuer range begins with these digits (the first group of a grouped number)."""
+    for lo, hi, _ in _CARDS_BY_FIRST_DIGIT[prefix[0]]:
+        k = min(len(lo), len(prefix))
+        if lo[:k] <= prefix[:k] <= hi[:k]:
+            return True
+    return False
+
+
 _PESEL_WEIGHTS = (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)
 
 

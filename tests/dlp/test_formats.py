@@ -110,3 +110,43 @@ def test_an_xml_part_with_entities_is_refused_not_expanded(scan):
     data = documents.docx(["x"], extra={"word/footer1.xml": laughs})
     result = scan(data)
     assert result.unscannable == "XML with a DTD or entities (refused)"
+
+
+def test_hyperlinks_and_in_place_chunks_of_a_word_file_are_scanned(scan):
+    rels = ('<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+            'hyperlink" Target="https://pay.example/?pan=4111111111111111" TargetMode="External"/></Relationships>')
+    data = documents.docx(["see link"], extra={"word/_rels/document.xml.rels": rels,
+                                               "word/afchunk.htm": "<p>PESEL 44051401359</p>"})
+    assert counts(scan(data)) == {"pan": 1, "pesel": 1}
+
+
+def test_pdf_form_fields_and_document_information_are_scanned(scan):
+    import pypdf
+    from pypdf.generic import DictionaryObject, NameObject, TextStringObject, ArrayObject, NumberObject
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(documents.pdf([["application form"]]))))
+    writer.add_metadata({"/Subject": "IBAN DE89370400440532013000"})
+    field = DictionaryObject({
+        NameObject("/FT"): NameObject("/Tx"), NameObject("/T"): TextStringObject("pesel"),
+        NameObject("/V"): TextStringObject("44051401359"), NameObject("/Type"): NameObject("/Annot"),
+        NameObject("/Subtype"): NameObject("/Widget"),
+        NameObject("/Rect"): ArrayObject([NumberObject(0), NumberObject(0), NumberObject(10), NumberObject(10)])})
+    ref = writer._add_object(field)
+    writer.pages[0][NameObject("/Annots")] = ArrayObject([ref])
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): ArrayObject([ref])})
+    out = io.BytesIO()
+    writer.write(out)
+    assert counts(scan(out.getvalue())) == {"pesel": 1, "iban": 1}
+
+
+def test_a_pivot_cache_copy_of_the_data_is_scanned(scan):
+    records = (f'<pivotCacheRecords xmlns="{documents.S}"><r><s v="{LINES["iban"]}"/><n v="44051401359"/></r>'
+               '</pivotCacheRecords>')
+    data = documents.xlsx(["nothing"], [[("s", "0")]])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buffer, "w") as out:
+        for item in src.infolist():
+            out.writestr(item, src.read(item))
+        out.writestr("xl/pivotCache/pivotCacheRecords1.xml", records)
+    assert counts(scan(buffer.getvalue())) == {"iban": 1, "pesel": 1}

@@ -17,7 +17,8 @@ import pytest
 
 from app.dlp import Limits, detect, scan_path
 from app.dlp.detect import Scanner
-from app.dlp.extract import Unscannable, _BoundedEntry, _Deadline, _ZipBudget
+from app.dlp.limits import Deadline, Unscannable
+from app.dlp.office import BoundedEntry, ZipBudget
 from tests.dlp import documents
 from tests.dlp.conftest import counts, write
 
@@ -80,11 +81,11 @@ def test_decompression_is_counted_while_reading_not_taken_from_the_header():
     limits = Limits(zip_member_bytes=2 * MiB, zip_ratio=10**6)
     info = zipfile.ZipInfo("word/document.xml")
     info.compress_size, info.file_size = 1000, 1000
-    entry = _BoundedEntry(io.BytesIO(b"A" * (3 * MiB)), info, _ZipBudget(limits, _Deadline(10)))
+    entry = BoundedEntry(io.BytesIO(b"A" * (3 * MiB)), info, ZipBudget(limits, Deadline(10)))
     with pytest.raises(Unscannable, match="zip bomb"):
         while entry.read(64 * 1024):
             pass
-    ratio = _BoundedEntry(io.BytesIO(b"A" * (3 * MiB)), info, _ZipBudget(Limits(), _Deadline(10)))
+    ratio = BoundedEntry(io.BytesIO(b"A" * (3 * MiB)), info, ZipBudget(Limits(), Deadline(10)))
     with pytest.raises(Unscannable, match="zip bomb"):
         while ratio.read(64 * 1024):
             pass
