@@ -5,7 +5,8 @@ data key); a store only keeps bytes under a name. Names are opaque: random,
 made by `new_object_name`, never a tenant's name or a file's name, so a
 listing of the bucket tells nobody whose files they are or what they hold.
 
-    put(name, chunks) -> bytes stored     refuses a name in use (ObjectExists)
+    put(name, chunks) -> bytes stored     the folder refuses a name in use (ObjectExists); on S3 the
+                                          128 random bits of a name are what keeps it unique
     get(name)         -> async chunks     ObjectMissing on the first chunk if absent
     delete(name)                          nothing happens when it is absent
     exists(name)      -> bool

@@ -14,6 +14,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
     from app.views.auth import blueprint as auth
+    from app.views.evidence import blueprint as evidence
     from app.views.exceptions import blueprint as exceptions
     from app.views.exceptions_api import blueprint as exceptions_api
     from app.views.health import blueprint as health
@@ -34,6 +35,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(admin)
     app.register_blueprint(exceptions)
     app.register_blueprint(risks)
+    app.register_blueprint(evidence)
     app.register_blueprint(api)
     app.register_blueprint(exceptions_api)
     app.register_blueprint(openapi)
