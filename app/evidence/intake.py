@@ -30,7 +30,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Awaitable, Callable
 
 from quart import Quart
 from quart.formparser import FormDataParser
@@ -149,6 +149,7 @@ class UploadRequest(Request):
     upload_limits: dict[str, int] = {}     # endpoint -> the largest file it takes, in bytes (per app: install)
     url_map: Map | None = None
     spool_directory: Path
+    admission: Callable[[], Awaitable[None]] | None = None   # raises an HTTPException to refuse an upload
 
     def __init__(self, method: str, scheme: str, path: str, *args, **kwargs) -> None:
         super().__init__(method, scheme, path, *args, **kwargs)
@@ -180,11 +181,19 @@ class UploadRequest(Request):
         if self.content_length is None:
             raise LengthRequired("An upload must say its length (Content-Length).")
 
+    async def _load_form_data(self) -> None:
+        # Quart reads and parses the body here, on the first look at the form (the CSRF check's). An upload is
+        # admitted first: checked as above, and its session found live, so nobody signed out spools a file.
+        if self.upload_limit is not None and self._form is None:
+            self.admit_upload()
+            if self.admission is not None:
+                await self.admission()
+        await super()._load_form_data()
+
     def make_form_data_parser(self) -> FormDataParser:
         limit = self.upload_limit
         if limit is None:
             return super().make_form_data_parser()
-        self.admit_upload()
 
         def spool_factory(total_content_length, content_type, filename, content_length) -> Spool:
             if self.spools:
@@ -204,7 +213,10 @@ class UploadRequest(Request):
                 spool.close()
 
 
-def install(app: Quart, data_dir: Path, upload_limits: dict[str, int]) -> None:
-    """This app's requests spool the files of these endpoints (endpoint -> largest file in bytes)."""
+def install(app: Quart, data_dir: Path, upload_limits: dict[str, int],
+            admission: Callable[[], Awaitable[None]] | None = None) -> None:
+    """This app's requests spool the files of these endpoints (endpoint -> largest file in bytes), once
+    `admission` (run in the request's context before the body is read) has let them in."""
     app.request_class = type("UploadRequest", (UploadRequest,), {
-        "spool_directory": spool_dir(data_dir), "upload_limits": dict(upload_limits), "url_map": app.url_map})
+        "spool_directory": spool_dir(data_dir), "upload_limits": dict(upload_limits), "url_map": app.url_map,
+        "admission": staticmethod(admission) if admission else None})

@@ -25,18 +25,21 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from quart import Blueprint, abort, current_app, g, request
+from werkzeug.exceptions import Forbidden
 
+from app.accounts import sessions
 from app.db import tenant_transaction
-from app.evidence import POLICIES, STATES, Evidence, Parent, dlp_policy, evidence_of, get_evidence, quarantined
-from app.evidence import intake
+from app.evidence import (POLICIES, STATES, Evidence, Parent, dlp_policy, evidence_of, get_evidence, intake,
+                          quarantined)
 from app.evidence.deliver import Mismatch, record_download, record_mismatch, send, verified_copy
 from app.evidence.names import content_disposition, sanitised
 from app.evidence.receive import Received, Uploader, UploadRefused, check_may_upload, take
 from app.evidence.review import DecisionRefused, decide, discard_rejected, may_decide, may_download, set_dlp_policy
 from app.storage import open_store
 from app.views import pool, settings
-from app.web import render, see_other
+from app.web import cookies, render, see_other
 from app.web.guards import requires, step_up
+from app.web.tenancy import tenant_from_host
 
 blueprint = Blueprint("evidence", __name__)
 log = logging.getLogger("exceptao.evidence")
@@ -52,7 +55,23 @@ def _install(state) -> None:
     app = state.app
     limit = app.config["EXCEPTAO"].evidence_max_mb * 1024 * 1024
     intake.install(app, app.config["EXCEPTAO"].data_dir,
-                   {"evidence.upload_to_exception": limit, "evidence.upload_to_risk": limit})
+                   {"evidence.upload_to_exception": limit, "evidence.upload_to_risk": limit}, _admit_upload)
+
+
+async def _admit_upload() -> None:
+    """Before an upload's body is read: it comes with a live, fully signed-in session of this host's tenant.
+
+    The guard checks all of it again (and CSRF, and the capabilities) once the form is in; this only keeps
+    anyone without a session from making the server spool up to the size limit first.
+    """
+    tenant = await tenant_from_host()
+    token = request.cookies.get(cookies.name("session"))
+    if tenant is None or tenant.suspended or not token:
+        raise Forbidden("Sign in to upload evidence.")
+    async with tenant_transaction(pool(), tenant.id) as conn:
+        session = await sessions.current(conn, settings(), token)
+    if session is None or session.stage != sessions.FULL:
+        raise Forbidden("Sign in to upload evidence.")
 
 
 @blueprint.before_app_serving

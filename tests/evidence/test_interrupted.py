@@ -29,6 +29,10 @@ async def test_a_client_that_goes_away_mid_body_leaves_nothing(team, pool, admin
             await connection.send(body[start:start + 64 * 1024])
             await asyncio.sleep(0)
         spool = settings.data_dir / "spool"
+        for _ in range(200):      # the session is checked first, then the parser writes what has come so far
+            if [p for p in spool.iterdir() if p.stat().st_size > 0]:
+                break
+            await asyncio.sleep(0.02)
         assert [p.stat().st_size > 0 for p in spool.iterdir()] == [True]   # it was on its way in
         await connection.disconnect()
     assert await rows(admin, tenant) == [] and nothing_left(settings)
@@ -103,3 +107,16 @@ async def test_a_client_that_leaves_once_the_file_is_in_does_not_stop_it_half_wa
     [row] = await rows(admin, tenant)
     assert row["state"] == "stored" and len(stored_objects(settings.storage_dir)) == 1
     assert list((settings.data_dir / "spool").iterdir()) == []
+
+
+async def test_an_upload_without_a_live_session_is_refused_before_its_body_is_read(team, pool, admin, tenant,
+                                                                                  settings):
+    e = await an_exception(pool, tenant, team)
+    rhea = team["Rhea"].browser
+    rhea.cookies["exceptao_session"] = "signed-out-or-made-up"
+    connection, body = streamed_upload(rhea, e, CLEAN * 50_000)
+    async with connection:
+        await connection.send(body[:64 * 1024])            # the rest never comes: the answer must not wait for it
+        await asyncio.wait_for(connection.receive(), 5)
+        assert connection.status_code == 403
+    assert await rows(admin, tenant) == [] and nothing_left(settings)
