@@ -9,7 +9,9 @@
   (app.crypto.stream) and put into the store, in this process: the
   upload-plus-encrypt part alone, without HTTP and without the scan.
 
-Each is run --repeat times; the median is reported with every run. The store
+Each is run --repeat times; the median is reported with every run.
+`encrypt_store_figures()` is the second alone on a random key and the local
+folder, with no database (for bench/dlp.py's upload-plus-encrypt figure). The store
 is the local folder unless --s3 (a moto S3 server started here; moto is a
 test extra). The key-encryption key is the local key file. Run from the
 repository root:
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -45,7 +48,7 @@ from exceptions_list import PASSWORD, free_port, sign_in, wait_until_serving
 from app.accounts.passwords import hash_password
 from app.config import Settings
 from app.crypto import stream
-from app.crypto.keys import current_key
+from app.crypto.keys import DataKey, current_key
 from app.db import open_pool, set_tenant, tenant_transaction
 from app.evidence import aad_for
 from app.storage import new_object_name, open_store
@@ -132,20 +135,18 @@ async def through_app(admin_url: str, env_extra: dict, data_dir: str, exception_
     return figures(size, seconds)
 
 
-async def encrypt_store(settings: Settings, tenant_id, path: Path, repeat: int) -> dict:
-    pool = await open_pool(settings)
+async def encrypt_store(settings: Settings, key: DataKey, tenant_id, path: Path, repeat: int) -> dict:
+    """The file read from disk, encrypted under `key` and put into the settings' store, `repeat` times."""
     store = open_store(settings)
     size = path.stat().st_size
     seconds = []
+
+    async def chunks():
+        with open(path, "rb") as f:
+            while piece := await asyncio.to_thread(f.read, MiB):
+                yield piece
+
     try:
-        async with tenant_transaction(pool, tenant_id) as conn:
-            key = await current_key(conn, settings)
-
-        async def chunks():
-            with open(path, "rb") as f:
-                while piece := await asyncio.to_thread(f.read, MiB):
-                    yield piece
-
         for run in range(repeat):
             name = new_object_name("evidence")
             start = perf_counter()
@@ -155,8 +156,29 @@ async def encrypt_store(settings: Settings, tenant_id, path: Path, repeat: int) 
             await store.delete(name)
     finally:
         await store.close()
-        await pool.close()
     return figures(size, seconds)
+
+
+def encrypt_store_figures(mb: int = 50, repeat: int = 3) -> dict:
+    """Upload-plus-encrypt alone, without a database: a random data key, the local folder store.
+
+    For bench/dlp.py, which needs no database either.
+    """
+    with tempfile.TemporaryDirectory(prefix="exceptao-bench-") as data_dir:
+        path = Path(data_dir) / "firewall.log"
+        write_file(path, mb * MiB)
+        settings = Settings(data_dir=Path(data_dir))
+        key = DataKey(uuid4(), secrets.token_bytes(32))
+        return asyncio.run(encrypt_store(settings, key, uuid4(), path, repeat))
+
+
+async def tenant_key(settings: Settings, tenant_id) -> DataKey:
+    pool = await open_pool(settings)
+    try:
+        async with tenant_transaction(pool, tenant_id) as conn:
+            return await current_key(conn, settings)
+    finally:
+        await pool.close()
 
 
 def figures(size: int, seconds: list[float]) -> dict:
@@ -201,7 +223,8 @@ async def run(args) -> dict:
                 await make_bucket(settings)
             try:
                 log("encrypt + store")
-                alone = await encrypt_store(settings, tenant.id, path, args.repeat)
+                alone = await encrypt_store(settings, await tenant_key(settings, tenant.id), tenant.id, path,
+                                            args.repeat)
                 log("through the app")
                 app = await through_app(admin_url, env, data_dir, exception_path, path, args.repeat)
             finally:
