@@ -11,7 +11,8 @@ capitals A), and literal searches on the shape find the few places worth a look:
 `00000000000` (eleven digits in a row) and `0000s0000` (grouped digits) for cards
 and PESELs, `AA00` for IBANs, `pas` in the lower-cased text for passport keywords,
 `<<` for machine-readable zones. Only those candidates are cut out and checked
-(issuer range, then Luhn; date, then PESEL checksum; country length and mod 97).
+(issuer range, then Luhn; PESEL checksum and birth date; country length and mod 97).
+Digits are ASCII digits: numbers written in other scripts' digits are not read.
 
 Windows overlap: a detector defers a candidate that could continue past the end
 of the window, and the next window starts before it, so a number split across two
@@ -114,7 +115,7 @@ class Scanner:
             data, self._held = data[:-1], data[-1:]
         elif data[-2:] == b"\xe2\x80":
             data, self._held = data[:-2], data[-2:]
-        if b"\xc2\xa0" in data or b"\xe2\x80" in data:
+        if (b"\xc2" in data or b"\xe2" in data) and (b"\xc2\xa0" in data or b"\xe2\x80" in data):
             # Non-breaking and thin spaces group digits in PDFs and Word files: make them plain spaces.
             for special, plain in _SPACES:
                 data = data.replace(special, plain)

@@ -132,7 +132,7 @@ def feed_ooxml(f: BinaryIO, scanner: Scanner, limits: Limits, deadline: Deadline
                 name = info.filename
                 if name.endswith(".xml"):
                     _read_part(budget.open(archive, info), lambda entry: _feed_xml(entry, scanner))
-                elif "/embeddings/" in name and depth < _EMBEDDED_DEPTH:
+                elif "/embeddings/" in name and depth < _EMBEDDED_DEPTH and _is_zip(archive, info):
                     _read_part(budget.open(archive, info),
                                lambda entry: _feed_embedded(entry, scanner, limits, deadline, budget, depth))
                 elif name.lower().endswith(_TEXT_MEMBERS):
@@ -165,13 +165,21 @@ def _read_part(entry: BoundedEntry, read) -> None:
         entry.close()
 
 
+def _is_zip(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether an embedded object is an Office file (OLE objects and pictures hold no text we read)."""
+    if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return True  # let ZipBudget.open refuse it with its reason
+    try:
+        with archive.open(info) as raw:
+            return raw.read(4) == b"PK\x03\x04"
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error):
+        raise Unscannable("malformed Office document") from None
+
+
 def _feed_embedded(entry: BoundedEntry, scanner: Scanner, limits: Limits, deadline: Deadline,
                    budget: ZipBudget, depth: int) -> None:
     """An Office file embedded in this one (a workbook in a Word file): scanned the same way, same budget."""
-    if entry.read(4) != b"PK\x03\x04":
-        return  # OLE objects and images: no text we can read
     with tempfile.SpooledTemporaryFile(max_size=4 * MiB) as copy:
-        copy.write(b"PK\x03\x04")
         while piece := entry.read(_READ):
             copy.write(piece)
         copy.seek(0)

@@ -150,3 +150,10 @@ def test_a_pivot_cache_copy_of_the_data_is_scanned(scan):
             out.writestr(item, src.read(item))
         out.writestr("xl/pivotCache/pivotCacheRecords1.xml", records)
     assert counts(scan(buffer.getvalue())) == {"iban": 1, "pesel": 1}
+
+
+def test_a_large_embedded_picture_or_ole_object_is_not_mistaken_for_a_bomb(scan):
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(80 * 1024 * 1024)  # 80 MB of zeros: over the size and ratio limits
+    data = documents.docx([LINES["pesel"]], extra={"word/embeddings/oleObject1.bin": ole})
+    result = scan(data)
+    assert (result.unscannable, counts(result)) == (None, {"pesel": 1})
