@@ -16,9 +16,13 @@ generated for --unique megabytes (default 10) and repeated to the size, which
 changes nothing for the scanner and keeps generation short. The count of each
 kind found is printed, so a drop in speed from a change in what is found shows.
 
+"upload_encrypt" is bench/evidence_upload.py's encrypt_store_figures(): a
+--upload-mb MiB file (default 50) encrypted with a data key and put into the
+local folder store, --repeat times.
+
 No database is needed. Run from the repository root, with the project installed:
 
-    python bench/dlp.py [--mb 100] [--unique 10] [--repeat 3] [--seed 6]
+    python bench/dlp.py [--mb 100] [--unique 10] [--repeat 3] [--seed 6] [--upload-mb 50]
 
 The figures are printed as one JSON object on stdout; progress goes to stderr.
 """
@@ -170,9 +174,12 @@ def dlp_scan_figures(path: Path, size: int, repeat: int) -> dict:
     }
 
 
-def upload_encrypt_figures() -> dict | None:
-    """Upload + encrypt MB/s (issue 6): the evidence engineer fills this in; None until then."""
-    return None
+def upload_encrypt_figures(mb: int, repeat: int) -> dict:
+    """Upload + encrypt MB/s (issue 6): bench/evidence_upload.py's encrypt-and-store of an `mb` MiB file
+    (no HTTP, no database, no scan; the whole upload over HTTP is that script's own figure)."""
+    from evidence_upload import encrypt_store_figures
+
+    return encrypt_store_figures(mb=mb, repeat=repeat)
 
 
 def main() -> None:
@@ -181,13 +188,16 @@ def main() -> None:
     parser.add_argument("--unique", type=int, default=10, help="megabytes of unique text, repeated to --mb")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--upload-mb", type=int, default=50, help="file size for the upload + encrypt figure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mixed.txt"
         start = perf_counter()
         size = write_corpus(path, args.mb, min(args.unique, args.mb), args.seed)
         log(f"wrote {size / 1e6:.0f} MB of mixed text in {perf_counter() - start:.1f} s")
-        emit({"dlp_scan": dlp_scan_figures(path, size, args.repeat), "upload_encrypt": upload_encrypt_figures()})
+        scan = dlp_scan_figures(path, size, args.repeat)
+    log(f"upload + encrypt of {args.upload_mb} MiB ...")
+    emit({"dlp_scan": scan, "upload_encrypt": upload_encrypt_figures(args.upload_mb, args.repeat)})
 
 
 if __name__ == "__main__":
