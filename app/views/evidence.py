@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from quart import Blueprint, abort, current_app, g, request
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, MethodNotAllowed
 
 from app.accounts import sessions
 from app.db import tenant_transaction
@@ -208,6 +208,9 @@ async def details(evidence_id: UUID, problem: str | None = None, typed: dict | N
 @blueprint.get("/evidence/<uuid:evidence_id>")
 @requires("evidence.read")
 async def download(evidence_id: UUID):
+    if request.method == "HEAD":
+        # Werkzeug answers HEAD wherever GET is routed; here it would decrypt the whole file and record a download.
+        raise MethodNotAllowed(valid_methods=["GET"])
     evidence = await _evidence(evidence_id)
     if evidence.state == "rejected":
         abort(410, "This file was rejected in review and its stored copy deleted; only the record of it remains.")

@@ -16,10 +16,11 @@ import pytest
 from app import create_app
 from tests.exceptions.test_screens import Person, person
 from tests.browser.conftest import live_url
+from tests.crypto.conftest import own, own_database
 from tests.storage.conftest import s3_providers
 from tests.web import Browser
 
-__all__ = ["live_url", "s3_providers"]   # fixtures, found by pytest under these names
+__all__ = ["live_url", "own", "own_database", "s3_providers"]   # fixtures, found by pytest under these names
 
 
 @asynccontextmanager

@@ -35,6 +35,9 @@ async def test_download_needs_evidence_read(team, pool, admin, tenant):
     response, body = await download(team["Rhea"].browser, evidence_id)     # the requester role lacks evidence.read
     assert response.status_code == 403 and CLEAN not in body and "evidence.read" in team["Rhea"].browser.last_body
     assert (await team["Rhea"].browser.get(f"/evidence/{evidence_id}/details")).status_code == 200
+    aud = team["Aud"].browser
+    head = await aud.client.head(f"/evidence/{evidence_id}", headers=aud._headers(), scope_base=aud._scope())
+    assert head.status_code == 405          # a HEAD would have decrypted the file and recorded a download
 
 
 async def insert_evidence(conn, tenant, settings, exception_id, uploader) -> uuid.UUID:
