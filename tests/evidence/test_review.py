@@ -22,6 +22,10 @@ async def quarantined(full_team, pool, admin, tenant):
 
 async def test_a_reviewer_releases_a_quarantined_file(full_team, quarantined, admin, tenant):
     abel = full_team["Abel"].browser
+    await abel.get("/")
+    assert 'href="/evidence/quarantine"' in abel.last_body      # the header leads reviewers there
+    await full_team["Rhea"].browser.get("/")
+    assert 'href="/evidence/quarantine"' not in full_team["Rhea"].browser.last_body
     await abel.get("/evidence/quarantine")
     assert "customers.csv" in abel.last_body and "4111 •••• •••• 1111" in abel.last_body
     assert f'href="/evidence/{quarantined}/details#decide"' in abel.last_body
