@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from quart import Quart
 
 from app.config import Settings
-from app.jobs import exception_govern, outbox, prune
+from app.jobs import alerts, exception_govern, outbox, prune
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ async def run_job(pool: asyncpg.Pool, name: str, work: Work, *, settings: Settin
                 # (the settings hold the SMTP password).
                 log.exception("job %s failed (run %s)", name, run_id)
                 await finish(lock_conn, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            await alert(lock_conn, settings, name, run_id)
             return run_id
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", JOB_LOCKS, name)
@@ -115,6 +116,16 @@ async def finish(conn: asyncpg.Connection, run_id: int, outcome: str, *,
         " WHERE id = $1",
         run_id, outcome, detail, error,
     )
+
+
+async def alert(conn: asyncpg.Connection, settings: Settings, name: str, run_id: int) -> None:
+    """Mail the operators if this run starts or ends a failure streak (app.jobs.alerts), still under the lock."""
+    try:
+        row = await conn.fetchrow("SELECT outcome, error FROM job_run WHERE id = $1", run_id)
+        await alerts.after_run(conn, settings, name, run_id, row["outcome"], row["error"])
+    except Exception:
+        # The run is on the record whatever happens here; the health page shows it.
+        log.exception("could not raise the alert for job %s (run %s)", name, run_id)
 
 
 async def for_each_tenant(pool: asyncpg.Pool) -> AsyncIterator[UUID]:

@@ -20,6 +20,8 @@ from app.access.admin import ADMIN, Admin, Refused, assignments, groups, parse_i
 from app.access.catalogue import CAPABILITIES
 from app.accounts import resets
 from app.db import tenant_transaction
+from app.jobs import JOBS
+from app.jobs.health import for_tenant_admins, job_health
 from app.views import pool, settings
 from app.web import render, see_other
 from app.web.guards import requires, step_up
@@ -70,6 +72,13 @@ async def _show(template: str, refusal: Refused | None, **context):
 @admin_only
 async def index():
     return await render("admin/index.html")
+
+
+@blueprint.get("/jobs")
+@admin_only
+async def jobs():
+    # Job-level status only: job_run is platform data, and its error text can name other tenants.
+    return await render("admin/jobs.html", jobs=[for_tenant_admins(j) for j in await job_health(pool(), JOBS)])
 
 
 # Users --------------------------------------------------------------------

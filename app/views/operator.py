@@ -13,6 +13,8 @@ from quart import Blueprint, abort, g, redirect, request
 
 from app.audit import Pii
 from app.audit.events import operator_actor
+from app.jobs import JOBS
+from app.jobs.health import job_health
 from app.operator import accounts, guard, sessions
 from app.operator import tenants as operator_tenants
 from app.operator.guard import operator_pool
@@ -95,6 +97,11 @@ async def signout():
 @blueprint.get("")
 async def panel():
     return await show_panel(search=request.args.get("q", "").strip()[:100])
+
+
+@blueprint.get("/jobs")
+async def jobs():
+    return await render("operator/jobs.html", jobs=await job_health(operator_pool(), JOBS))
 
 
 @blueprint.post("/tenants")

@@ -79,6 +79,7 @@ OPEN_VIEWS: dict[str, str] = {
     "operator.verify_chain": OPERATOR,
     "operator.suspend_tenant": OPERATOR,
     "operator.restore_tenant": OPERATOR,
+    "operator.jobs": OPERATOR,
 }
 
 STEP_UP_FIELD = "step_up_code"

@@ -17,7 +17,7 @@ from tests.views.test_tokens import api, give_role, make_token
 from tests.web import Browser, make_user
 
 ADMIN_PAGES = ("/admin", "/admin/users", "/admin/groups", "/admin/roles", "/admin/assignments", "/admin/units",
-               "/admin/why")
+               "/admin/why", "/admin/jobs")
 
 
 async def administrator(site, admin, tenant) -> tuple[Browser, UUID]:
