@@ -8,7 +8,7 @@ name another tenant).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
@@ -33,6 +33,7 @@ class JobHealth:
     outcome: str | None          # None: never run yet
     error: str | None
     failure_streak: int
+    overdue: bool = False        # no run started for two rounds: the scheduler may be stopped everywhere
 
     @property
     def duration(self) -> timedelta | None:
@@ -48,15 +49,18 @@ class JobHealth:
         return self.failure_streak > 0
 
 
-async def job_health(conn: asyncpg.Connection | asyncpg.Pool, jobs) -> list[JobHealth]:
-    """The health of `jobs` (app.jobs.Job), in their order."""
+async def job_health(conn: asyncpg.Connection | asyncpg.Pool, jobs, now: datetime | None = None) -> list[JobHealth]:
+    """The health of `jobs` (app.jobs.Job), in their order, as of `now`."""
+    now = now or datetime.now(timezone.utc)
     every = {job.name: job.every for job in jobs}
     rows = await conn.fetch(STATUS, list(every))
     return [JobHealth(job=r["job"], every=every[r["job"]], started_at=r["started_at"], finished_at=r["finished_at"],
-                      outcome=r["outcome"], error=r["error"], failure_streak=r["failure_streak"]) for r in rows]
+                      outcome=r["outcome"], error=r["error"], failure_streak=r["failure_streak"],
+                      overdue=r["started_at"] is not None and now > r["started_at"] + 2 * every[r["job"]])
+            for r in rows]
 
 
 def for_tenant_admins(health: JobHealth) -> JobHealth:
     """Without the error text: it may name other tenants (tenant_by_tenant reports the first failing one)."""
     return JobHealth(job=health.job, every=health.every, started_at=health.started_at, finished_at=health.finished_at,
-                     outcome=health.outcome, error=None, failure_streak=health.failure_streak)
+                     outcome=health.outcome, error=None, failure_streak=health.failure_streak, overdue=health.overdue)
