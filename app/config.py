@@ -32,6 +32,7 @@
 | EXCEPTAO_S3_ADDRESSING | auto | `path` (MinIO, most self-hosted stores), `virtual` or `auto` (botocore decides) |
 | EXCEPTAO_S3_PART_MB | 8 | multipart upload part size in MiB (at least 5); memory per upload is about one part |
 | EXCEPTAO_EVIDENCE_MAX_MB | 50 | largest evidence file accepted; a larger one is refused with 413 |
+| EXCEPTAO_TSA_URL | unset: chain heads are not anchored | the RFC 3161 timestamp authority (HTTP POST of application/timestamp-query) that the hourly audit-anchor job asks to timestamp each tenant's chain head |
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Settings:
     s3_addressing_style: str = "auto"
     s3_part_mb: int = 8
     evidence_max_mb: int = 50
+    tsa_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -145,6 +147,7 @@ class Settings:
             s3_addressing_style=env.get("EXCEPTAO_S3_ADDRESSING", defaults.s3_addressing_style),
             s3_part_mb=int(env.get("EXCEPTAO_S3_PART_MB", defaults.s3_part_mb)),
             evidence_max_mb=int(env.get("EXCEPTAO_EVIDENCE_MAX_MB", defaults.evidence_max_mb)),
+            tsa_url=env.get("EXCEPTAO_TSA_URL") or None,
         )
 
     def with_database(self, admin_url: str) -> "Settings":

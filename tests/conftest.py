@@ -16,10 +16,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -214,3 +216,121 @@ async def tampering(admin: asyncpg.Connection):
             ("audit_anchor", "audit_anchor_append_only"),
         ):
             await admin.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
+
+
+class TimestampAuthority:
+    """A real RFC 3161 authority: `openssl ts -reply` behind a small HTTP handler.
+
+    Its signer certificate has the critical timeStamping extended key usage
+    `openssl ts -reply` insists on; `ca` and `cert` are the PEM files a token is
+    verified against. `down()` stops it for a while, to test an unreachable authority.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.ca = directory / "ca.pem"
+        self.cert = directory / "tsa.pem"
+        self.config = directory / "tsa.cnf"
+        self._make_certificates()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/tsa"
+        self._server = None
+        self._lock = threading.Lock()  # openssl ts -reply keeps its serial in a file
+
+    def _openssl(self, *args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=self.directory, check=True, capture_output=True)
+
+    def _make_certificates(self) -> None:
+        d = self.directory
+        (d / "serial").write_text("01\n")
+        self.config.write_text(f"""
+[ tsa ]
+default_tsa = tsa_config
+[ tsa_config ]
+serial = {d}/serial
+crypto_device = builtin
+signer_cert = {d}/tsa.pem
+certs = {d}/tsa.pem
+signer_key = {d}/tsa.key
+signer_digest = sha256
+default_policy = 1.3.6.1.4.1.55555.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+[ tsa_ext ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = critical, timeStamping
+""")
+        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+        self._openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                      "-subj", "/CN=Exceptao Test CA",
+                      "-addext", "basicConstraints=critical,CA:true",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._openssl("req", "-new", *ec, "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", "/CN=Exceptao Test TSA")
+        self._openssl("x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                      "-out", "tsa.pem", "-days", "2", "-extfile", str(self.config), "-extensions", "tsa_ext")
+
+    def reply(self, query: bytes) -> bytes:
+        with self._lock, tempfile.TemporaryDirectory(dir=self.directory) as work:
+            (Path(work) / "q.tsq").write_bytes(query)
+            subprocess.run(["openssl", "ts", "-reply", "-config", str(self.config), "-queryfile", "q.tsq",
+                            "-out", "r.tsr"], cwd=work, check=True, capture_output=True)
+            return (Path(work) / "r.tsr").read_bytes()
+
+    def start(self) -> None:
+
+        authority = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Type") != "application/timestamp-query":
+                    self.send_error(415)
+                    return
+                try:
+                    answer = authority.reply(body)
+                except subprocess.CalledProcessError:
+                    self.send_error(400)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @contextmanager
+    def down(self):
+        """The authority unreachable (connection refused) inside the block."""
+        self.stop()
+        try:
+            yield self
+        finally:
+            self.start()
+
+
+@pytest.fixture(scope="session")
+def tsa():
+    """An RFC 3161 timestamp authority on a free loopback port, for the whole run."""
+    with tempfile.TemporaryDirectory(prefix="exceptao-tsa-") as directory:
+        authority = TimestampAuthority(Path(directory))
+        authority.start()
+        yield authority
+        authority.stop()

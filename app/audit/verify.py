@@ -276,7 +276,7 @@ async def verify_chain(
     """
     async with tenant_transaction(pool, tenant_id, isolation="repeatable_read", readonly=True) as conn:
         anchor = await conn.fetchrow(
-            "SELECT seq, row_hash, anchored_at FROM audit_anchor WHERE tenant_id = $1"
+            "SELECT seq, row_hash, anchored_at FROM audit_anchor WHERE tenant_id = $1 AND kind = 'anchor'"
             " ORDER BY anchored_at DESC LIMIT 1",
             tenant_id,
         )

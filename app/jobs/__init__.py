@@ -24,6 +24,7 @@ import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from quart import Quart
 
+from app.audit import anchor
 from app.config import Settings
 from app.jobs import alerts, exception_govern, outbox, prune
 
@@ -78,6 +79,7 @@ JOBS: list[Job] = [
     Job("exception-lifecycle", timedelta(minutes=15), tenant_by_tenant(exception_govern.lifecycle)),
     Job("exception-reminders", timedelta(hours=1), tenant_by_tenant(exception_govern.reminders)),
     Job("mail-outbox", timedelta(minutes=1), tenant_by_tenant(outbox.deliver)),
+    Job("audit-anchor", timedelta(hours=1), tenant_by_tenant(anchor.anchor_tenant)),
 ]
 
 

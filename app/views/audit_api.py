@@ -41,7 +41,7 @@ async def public():
                 tenant.id,
             )
             anchored = await conn.fetchval(
-                "SELECT max(anchored_at) FROM audit_anchor WHERE tenant_id = $1", tenant.id
+                "SELECT max(anchored_at) FROM audit_anchor WHERE tenant_id = $1 AND kind = 'anchor'", tenant.id
             )
         tenants.append({
             "slug": tenant.slug,

@@ -79,7 +79,7 @@ async def test_the_scheduler_starts_and_stops_with_the_app(settings):
         scheduler = app.extensions["scheduler"]
         assert scheduler.running
         assert {job.id for job in scheduler.get_jobs()} == {"prune-throttle", "exception-lifecycle",
-                                                             "exception-reminders", "mail-outbox"}
+                                                             "exception-reminders", "mail-outbox", "audit-anchor"}
     assert not scheduler.running
     assert "scheduler" not in app.extensions
 
