@@ -92,6 +92,18 @@ async def make_tenants(admin_url: str, slugs: list[str]) -> list[Tenant]:
         await conn.close()
 
 
+async def add_user(conn: asyncpg.Connection, tenant_id, email: str, name: str, role: str, password: str):
+    """A user who can sign in with `password`, holding the default role `role` (its seeded_as key); their id."""
+    from app.accounts.passwords import hash_password
+
+    user = await conn.fetchval(
+        "INSERT INTO app_user (tenant_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4)"
+        " RETURNING id", tenant_id, email, name, hash_password(password))
+    await conn.execute("INSERT INTO role_assignment (tenant_id, role_id, user_id)"
+                       " SELECT $1, id, $2 FROM role WHERE tenant_id = $1 AND seeded_as = $3", tenant_id, user, role)
+    return user
+
+
 async def schema_checksums(admin_url: str) -> dict[str, str]:
     """Which migration files were measured: name -> start of the SHA-256 migrate recorded."""
     conn = await asyncpg.connect(admin_url)

@@ -43,9 +43,8 @@ from uuid import uuid4
 import asyncpg
 import httpx
 
-from _scratch import add_schema_argument, emit, log, make_tenants, schema_checksums, scratch_database
+from _scratch import add_schema_argument, add_user, emit, log, make_tenants, schema_checksums, scratch_database
 from exceptions_list import PASSWORD, free_port, sign_in, wait_until_serving
-from app.accounts.passwords import hash_password
 from app.config import Settings
 from app.crypto import stream
 from app.crypto.keys import DataKey, current_key
@@ -65,12 +64,7 @@ async def seed(admin_url: str, tenant_id) -> str:
     try:
         async with conn.transaction():
             await set_tenant(conn, tenant_id)
-            user = await conn.fetchval(
-                "INSERT INTO app_user (tenant_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4)"
-                " RETURNING id", tenant_id, "requester@bench.example", "Bench Requester", hash_password(PASSWORD))
-            await conn.execute("INSERT INTO role_assignment (tenant_id, role_id, user_id)"
-                               " SELECT $1, id, $2 FROM role WHERE tenant_id = $1 AND seeded_as = 'requester'",
-                               tenant_id, user)
+            user = await add_user(conn, tenant_id, "requester@bench.example", "Bench Requester", "requester", PASSWORD)
             exception_id = await conn.fetchval(
                 "INSERT INTO exception (tenant_id, title, policy_ref, deviation, justification, likelihood, impact,"
                 " requester_id, owner_id, starts_on, ends_on) VALUES ($1, 'Legacy FTP', 'A.8.24', 'plain FTP',"

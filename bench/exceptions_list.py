@@ -42,8 +42,7 @@ from time import perf_counter
 import asyncpg
 import httpx
 
-from _scratch import add_schema_argument, emit, log, make_tenants, schema_checksums, scratch_database
-from app.accounts.passwords import hash_password
+from _scratch import add_schema_argument, add_user, emit, log, make_tenants, schema_checksums, scratch_database
 from app.db import set_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +61,7 @@ async def seed(admin_url: str, tenant_id, count: int) -> str:
     try:
         async with conn.transaction():
             await set_tenant(conn, tenant_id)
-            approver = await conn.fetchval(
-                "INSERT INTO app_user (tenant_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4)"
-                " RETURNING id", tenant_id, "approver@bench.example", "Bench Approver", hash_password(PASSWORD))
-            await conn.execute(
-                "INSERT INTO role_assignment (tenant_id, role_id, user_id)"
-                " SELECT $1, id, $2 FROM role WHERE tenant_id = $1 AND seeded_as = 'approver'", tenant_id, approver)
+            await add_user(conn, tenant_id, "approver@bench.example", "Bench Approver", "approver", PASSWORD)
             await conn.execute(
                 "INSERT INTO app_user (tenant_id, email, display_name)"
                 " SELECT $1, 'owner' || n || '@bench.example', 'Owner ' || n FROM generate_series(1, 40) n",
