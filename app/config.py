@@ -105,6 +105,8 @@ class Settings:
     s3_part_mb: int = 8
     evidence_max_mb: int = 50
     tsa_url: str | None = None
+    # PEM of the authority's root certificate(s): anchors' tokens are checked against it.
+    tsa_ca_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -148,6 +150,7 @@ class Settings:
             s3_part_mb=int(env.get("EXCEPTAO_S3_PART_MB", defaults.s3_part_mb)),
             evidence_max_mb=int(env.get("EXCEPTAO_EVIDENCE_MAX_MB", defaults.evidence_max_mb)),
             tsa_url=env.get("EXCEPTAO_TSA_URL") or None,
+            tsa_ca_file=Path(env["EXCEPTAO_TSA_CA_FILE"]) if env.get("EXCEPTAO_TSA_CA_FILE") else None,
         )
 
     def with_database(self, admin_url: str) -> "Settings":
