@@ -84,6 +84,7 @@ class AuditAction(str, enum.Enum):
     TENANT_RESTORE = "tenant:tenant:restore"
     KEY_CREATE = "crypto:data_key:create"
     KEY_ROTATE = "crypto:kek:rotate"
+    AUDIT_BUNDLE_EXPORT = "audit:bundle:export"
 
 
 @dataclass(frozen=True)
