@@ -88,6 +88,12 @@ class AuditAction(str, enum.Enum):
     KEY_CREATE = "crypto:data_key:create"
     KEY_ROTATE = "crypto:kek:rotate"
     AUDIT_BUNDLE_EXPORT = "audit:bundle:export"
+    TENANT_EXPORT_REQUEST = "tenant:export:request"
+    TENANT_EXPORT_START = "tenant:export:start"
+    TENANT_EXPORT_DONE = "tenant:export:finish"
+    TENANT_EXPORT_FAIL = "tenant:export:fail"
+    TENANT_EXPORT_DOWNLOAD = "tenant:export:download"
+    TENANT_EXPORT_EXPIRE = "tenant:export:expire"
 
 
 @dataclass(frozen=True)
