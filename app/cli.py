@@ -13,8 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-import asyncpg
-
 from app.config import Settings
 
 
@@ -80,6 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
 
+    audit = commands.add_parser("audit", help="audit bundles for auditors").add_subparsers(
+        dest="audit_command", required=True)
+    audit_export = audit.add_parser("export", help="write a tenant's audit bundle (chain, anchors, tokens, "
+                                    "the authority's certificates; no personal data)")
+    audit_export.add_argument("--tenant", required=True, metavar="SLUG")
+    audit_export.add_argument("--out", type=Path, metavar="FILE",
+                              help="default: audit-bundle-<slug>-seq<head>.jsonl in the current directory")
+    from app.audit import offline
+
+    offline.add_arguments(audit.add_parser(
+        "verify-bundle", help="check an audit bundle offline: no database; exit 0 intact, 1 broken, 2 unreadable"))
+
     from app.dlp import command as dlp_command
 
     dlp_command.add_parser(commands)
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "dlp":
         return dlp_command.run(args)  # no database: a user checks files before uploading them
+    if args.command == "audit" and args.audit_command == "verify-bundle":
+        return offline.run(args)  # no database, nor its code: an auditor's check
     settings = Settings.from_env()
     data_dir = getattr(args, "sub_data_dir", None) or args.data_dir
     if data_dir:
@@ -114,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_token_create(settings, args))
             if args.command == "verify":
                 return asyncio.run(_verify(settings, args.tenant))
+            if args.command == "audit":
+                return asyncio.run(_audit_export(settings, args.tenant, args.out))
             if args.command == "keys":
                 return asyncio.run(_keys_rotate(settings))
             if args.command == "operator":
@@ -141,6 +155,8 @@ class Refused(Exception):
 
 async def _on_admin_connection(settings: Settings, what: str, act, refusals: tuple[type[Exception], ...]):
     """Run `act(conn)` on an administrator connection; a refusal prints "<what>: <reason>" and raises Refused."""
+    import asyncpg  # here, not at the top: `audit verify-bundle` must load no database code
+
     conn = await asyncpg.connect(settings.database_url)
     try:
         return await act(conn)
@@ -244,6 +260,36 @@ async def _verify(settings: Settings, slug: str) -> int:
         shutdown_workers()
     print(json.dumps(verdict.as_json()))
     return 0 if verdict.ok else 1
+
+
+async def _audit_export(settings: Settings, slug: str, out: Path | None) -> int:
+    from app.audit.bundle import record_export, write_bundle
+    from app.db import open_pool
+    from app.tenants import tenant_by_slug
+
+    pool = await open_pool(settings)
+    try:
+        tenant = await tenant_by_slug(pool, slug.lower())
+        if tenant is None:
+            print(f"no tenant {slug!r}", file=sys.stderr)
+            return 2
+        # Written under a temporary name, renamed when whole: a half-written bundle never looks finished.
+        partial = (out or Path(f"audit-bundle-{tenant.slug}.jsonl")).with_suffix(".partial")
+        try:
+            with partial.open("wb") as file:
+                summary = await write_bundle(pool, tenant.id, file, settings)
+            await record_export(pool, tenant.id, "system:cli", summary)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        path = out or Path(f"audit-bundle-{tenant.slug}-seq{summary.head_seq or 0}.jsonl")
+        partial.replace(path)
+    finally:
+        await pool.close()
+    print(f"Wrote {path}: {summary.rows} rows up to seq {summary.head_seq} (head {summary.head_hash}), "
+          f"{summary.anchors} anchors, {summary.certificates} certificates. "
+          f"Check it anywhere with: exceptao audit verify-bundle {path}")
+    return 0
 
 
 async def _serve(settings: Settings, *, demo: bool) -> None:
