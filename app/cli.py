@@ -1,4 +1,4 @@
-"""The `exceptao` command: serve, migrate, tenant create, user add, token create, operator add, keys rotate, verify, dlp scan."""
+"""The `exceptao` command: serve, migrate, tenant create, user add, token create, erase-actor, operator add, keys rotate, verify, dlp scan."""
 
 from __future__ import annotations
 
@@ -66,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     token_create.add_argument("--name", default="command line")
     token_create.add_argument("--expires", type=int, default=90, metavar="DAYS")
 
+    erase = commands.add_parser("erase-actor", help="erase a person from a tenant (DPA 11): their audit identity "
+                                "becomes a tombstone, their account is anonymised; prints the record as JSON")
+    erase.add_argument("--tenant", required=True, metavar="SLUG")
+    erase.add_argument("--email", required=True, metavar="ADDRESS")
+    erase.add_argument("--basis", metavar="TEXT", help="the legal-basis note kept with the erasure "
+                       "(default: DPA 11.4, GDPR Art. 6(1)(f) legitimate interest in audit integrity)")
+    erase.add_argument("--reference", metavar="REF", help="the request's reference, e.g. a ticket number")
+
     operator = commands.add_parser("operator", help="manage platform operators").add_subparsers(
         dest="operator_command", required=True)
     operator_add = operator.add_parser("add", help="add an operator; prints a password and TOTP secret once")
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_verify(settings, args.tenant))
             if args.command == "audit":
                 return asyncio.run(_audit_export(settings, args.tenant, args.out))
+            if args.command == "erase-actor":
+                return asyncio.run(_erase_actor(settings, args))
             if args.command == "keys":
                 return asyncio.run(_keys_rotate(settings))
             if args.command == "operator":
@@ -241,6 +251,34 @@ async def _keys_rotate(settings: Settings) -> None:
         print(f"tenant {tenant_id}: data keys not rewrapped, still under their old version: {why}", file=sys.stderr)
     if rotation.failed:
         raise Refused
+
+
+async def _erase_actor(settings: Settings, args) -> int:
+    from app.access.admin import Refused as NotErased
+    from app.audit.erasure import DEFAULT_BASIS, NOTHING, erase_actor
+    from app.db import open_pool, tenant_transaction
+    from app.tenants import tenant_by_slug
+
+    pool = await open_pool(settings)
+    try:
+        tenant = await tenant_by_slug(pool, args.tenant.lower())
+        if tenant is None:
+            print(f"not erased: there is no tenant {args.tenant!r}", file=sys.stderr)
+            return 2
+        try:
+            async with tenant_transaction(pool, tenant.id) as conn:
+                erasure = await erase_actor(conn, tenant.id, args.email, basis=args.basis or DEFAULT_BASIS,
+                                            reference=args.reference, requested_by="system:cli")
+        except NotErased as refusal:
+            if refusal.status == 404:  # asked again, or never here: nothing to do is not a failure
+                print(json.dumps({"erased": False, "message": NOTHING}))
+                return 0
+            print(f"not erased: {refusal}", file=sys.stderr)
+            return 1
+    finally:
+        await pool.close()
+    print(json.dumps({"erased": True, **erasure.as_json()}))
+    return 0
 
 
 async def _verify(settings: Settings, slug: str) -> int:
