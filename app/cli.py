@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("slug")
     create.add_argument("--name", required=True)
     create.add_argument("--public", action="store_true", help="list its chain status on /api/audit/public")
+    from app.tenant_deletion import command as tenant_deletion
+
+    tenant_deletion.add_parsers(tenant)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     user_add = user.add_parser("add", help="add a user with a role; prints a one-time link to choose a password")
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         with admin_database(settings) as settings:
             if args.command == "migrate":
                 return asyncio.run(_migrate(settings))
+            if args.command == "tenant" and args.tenant_command in tenant_deletion.COMMANDS:
+                return tenant_deletion.run(settings, args)
             if args.command == "tenant":
                 return asyncio.run(_tenant_create(settings, args.slug, args.name, args.public))
             if args.command == "user":

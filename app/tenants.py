@@ -31,14 +31,21 @@ _COLUMNS = "id, slug, name, audit_public, suspended_at IS NOT NULL AS suspended"
 
 
 async def tenant_by_slug(conn: asyncpg.Connection | asyncpg.Pool, slug: str) -> Tenant | None:
+    """The tenant named `slug`; None for a deleted one too (app.tenant_deletion), which nothing may reach."""
     if not SLUG.match(slug or ""):
         return None
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenant WHERE slug = $1", slug)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenant WHERE slug = $1 AND deleted_at IS NULL", slug)
     return Tenant(**row) if row else None
 
 
+async def is_deleted(conn: asyncpg.Connection | asyncpg.Pool, slug: str) -> bool:
+    """Whether `slug` names a deleted tenant (its slug stays taken, so it never names another)."""
+    return bool(SLUG.match(slug or "")) and await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM tenant WHERE slug = $1 AND deleted_at IS NOT NULL)", slug)
+
+
 async def public_tenants(conn: asyncpg.Connection | asyncpg.Pool) -> list[Tenant]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM tenant WHERE audit_public ORDER BY slug")
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM tenant WHERE audit_public AND deleted_at IS NULL ORDER BY slug")
     return [Tenant(**r) for r in rows]
 
 

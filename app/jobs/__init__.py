@@ -131,8 +131,8 @@ async def alert(conn: asyncpg.Connection, settings: Settings, name: str, run_id:
 
 
 async def for_each_tenant(pool: asyncpg.Pool) -> AsyncIterator[UUID]:
-    """Every tenant's id, oldest first; read at once, so no connection is held between tenants."""
-    for row in await pool.fetch("SELECT id FROM tenant ORDER BY created_at, id"):
+    """Every tenant's id, oldest first, but deleted ones; read at once, so no connection is held between tenants."""
+    for row in await pool.fetch("SELECT id FROM tenant WHERE deleted_at IS NULL ORDER BY created_at, id"):
         yield row["id"]
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from quart import current_app, request
+from quart import abort, current_app, request
 
-from app.tenants import Tenant, tenant_by_slug
+from app.tenants import Tenant, is_deleted, tenant_by_slug
 
 
 def slug_from_host() -> str | None:
@@ -15,7 +15,7 @@ def slug_from_host() -> str | None:
 
 async def tenant_from_host() -> Tenant | None:
     slug = slug_from_host()
-    return await tenant_by_slug(current_app.extensions["pool"], slug) if slug else None
+    return await _live_tenant(slug) if slug else None
 
 
 def slug_from_request() -> str | None:
@@ -26,7 +26,16 @@ def slug_from_request() -> str | None:
 
 async def tenant_from_request() -> Tenant | None:
     slug = slug_from_request()
-    return await tenant_by_slug(current_app.extensions["pool"], slug) if slug else None
+    return await _live_tenant(slug) if slug else None
+
+
+async def _live_tenant(slug: str) -> Tenant | None:
+    """The tenant named `slug`; a deleted tenant's name is not found (404), on every page and API call."""
+    pool = current_app.extensions["pool"]
+    tenant = await tenant_by_slug(pool, slug)
+    if tenant is None and await is_deleted(pool, slug):
+        abort(404)
+    return tenant
 
 
 def tenant_url(slug: str, path: str = "/") -> str:
