@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     verify = commands.add_parser("verify", help="verify a tenant's audit chain; exit 0 intact, 1 broken")
     verify.add_argument("--tenant", required=True, metavar="SLUG")
+    verify.add_argument("--full", action="store_true",
+                        help="walk every row, not only those after the latest anchor (the default)")
 
     audit = commands.add_parser("audit", help="audit bundles for auditors").add_subparsers(
         dest="audit_command", required=True)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "token":
                 return asyncio.run(_token_create(settings, args))
             if args.command == "verify":
-                return asyncio.run(_verify(settings, args.tenant))
+                return asyncio.run(_verify(settings, args.tenant, full=args.full))
             if args.command == "audit":
                 return asyncio.run(_audit_export(settings, args.tenant, args.out))
             if args.command == "erase-actor":
@@ -286,7 +288,7 @@ async def _erase_actor(settings: Settings, args) -> int:
     return 0
 
 
-async def _verify(settings: Settings, slug: str) -> int:
+async def _verify(settings: Settings, slug: str, *, full: bool = False) -> int:
     from app.audit.verify import shutdown_workers, verify_tenant
     from app.db import open_pool
     from app.tenants import tenant_by_slug
@@ -297,7 +299,7 @@ async def _verify(settings: Settings, slug: str) -> int:
         if tenant is None:
             print(f"no tenant {slug!r}", file=sys.stderr)
             return 2
-        verdict = await verify_tenant(pool, tenant.id, settings)
+        verdict = await verify_tenant(pool, tenant.id, settings, full=full)
     finally:
         await pool.close()
         shutdown_workers()

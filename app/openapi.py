@@ -216,7 +216,15 @@ SCHEMAS = {
         "properties": {"ok": {"type": "boolean"}, "total_rows": {"type": "integer", "minimum": 0},
                        "head": _nullable("string"), "last_anchor_at": _nullable("string"),
                        "broken_at": _nullable("integer", description="The first seq that fails"),
-                       "reason": {"type": "string", "description": "Why the chain is broken (only when it is)"}},
+                       "reason": {"type": "string", "description": "Why the chain is broken (only when it is)"},
+                       "mode": {"type": "string", "enum": ["from_anchor", "full"],
+                                "description": "Walked from the latest usable anchor, or every row"},
+                       "checked_from": {"type": "integer", "minimum": 1, "description": "The first seq walked"},
+                       "erased_rows": {"type": "integer", "minimum": 0,
+                                       "description": "Rows whose personal data was erased (not broken)"},
+                       "anchor": {"type": ["object", "null"], "description": "The latest anchor and its token's "
+                                  "status: verified, signature_not_checked (no authority certificate "
+                                  "configured) or invalid"}},
     },
     "PublicChains": {
         "type": "object", "required": ["tenants"],
@@ -265,8 +273,9 @@ PATHS = {
         "responses": {"200": _json(_ref("AuditEvents"), "Chain rows"), **_errors(400, *AUTHENTICATED_ERRORS)}}},
     "/api/audit/verify": {"get": {
         "operationId": "audit_api.verify", "tags": ["audit"],
-        "summary": "Verify the tenant's whole audit chain (public: anyone can check it)",
-        "parameters": [TENANT],
+        "summary": "Verify the tenant's audit chain (public: anyone can check it)",
+        "parameters": [TENANT, _query("full", {"type": "string", "enum": ["1", "true", "yes"]},
+                                      "Walk every row; by default only the rows after the latest anchor")],
         "responses": {"200": _json(_ref("Verdict"), "The chain is intact"),
                       "422": _json(_ref("Verdict"), "The chain is broken at `broken_at`"),
                       "404": _json(_ref("Error"), "No tenant named, or no such tenant")}}},

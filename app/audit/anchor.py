@@ -14,6 +14,15 @@ a `chain_discontinuity` row is recorded (once per broken anchor), a CRITICAL
 log line is written, and the tenant's run fails on every round until someone
 looks; the rewritten head is not anchored, which would vouch for it.
 
+Before a new head is anchored, the job vouches for it: it walks every row
+since the previous anchor (from that anchor's row_hash, or from the genesis
+for the first anchor) with the verifier's walk, and refuses to anchor a range
+that does not verify: the run fails and a CRITICAL line names the seq. The
+previous anchor's token must check too (app.audit.anchor_check), so a forged
+anchor row cannot become the base of a real one. An anchor therefore stands
+for a whole chain that verified, which is what lets verification start from
+the latest anchor by default (app.audit.verify).
+
 An authority that is down or answers wrongly fails the tenant's run with the
 reason; the attempt is kept in audit_anchor_retry and retried after a backoff
 (10 minutes, doubling, at most 6 hours). A tenant waiting for its retry fails
@@ -35,6 +44,8 @@ from uuid import UUID
 import asyncpg
 from asn1crypto import tsp
 
+from app.audit.anchor_check import INVALID, authority, latest_and_usable
+from app.audit.verify import GENESIS, walk_range
 from app.config import Settings
 from app.db import tenant_transaction
 
@@ -56,6 +67,10 @@ class AuthorityUnavailable(AnchorFailed):
 
 class ChainDiscontinuity(AnchorFailed):
     pass
+
+
+class ChainUnverified(AnchorFailed):
+    """The rows to be anchored, or the anchor they follow, do not verify: anchoring them would vouch for them."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,7 @@ async def anchor_tenant(pool: asyncpg.Pool, tenant_id: UUID, now: datetime, sett
             f"anchoring waits until {retry['next_attempt_at']:%Y-%m-%dT%H:%M:%SZ} after {retry['attempts']} "
             f"failed attempt(s), last: {retry['last_error']}")
 
+    await vouch(pool, tenant_id, head, settings)
     # No connection is held while the authority is asked.
     try:
         stamp = await request_timestamp(settings.tsa_url, bytes(head["row_hash"]))
@@ -175,6 +191,29 @@ async def anchor_tenant(pool: asyncpg.Pool, tenant_id: UUID, now: datetime, sett
             json.dumps({"gen_time": stamp.gen_time.strftime("%Y-%m-%dT%H:%M:%SZ")}))
         await conn.execute("DELETE FROM audit_anchor_retry WHERE tenant_id = $1", tenant_id)
     return {"anchored": 1}
+
+
+async def vouch(pool: asyncpg.Pool, tenant_id: UUID, head: asyncpg.Record, settings: Settings) -> None:
+    """Raise ChainUnverified (and log CRITICAL) unless the rows since the previous anchor, up to `head`, verify."""
+    async with tenant_transaction(pool, tenant_id, isolation="repeatable_read", readonly=True) as conn:
+        latest, _ = await latest_and_usable(conn, tenant_id, authority(settings))
+        if latest is not None and latest.token.status == INVALID:
+            _unverified(f"the previous anchor (seq {latest.seq}) has a token that does not verify: {latest.token.why}",
+                        tenant_id)
+        start, prev = (latest.seq + 1, latest.row_hash) if latest is not None else (1, GENESIS)
+        walked = await walk_range(conn, tenant_id, start, head["seq"], settings.verify_batch,
+                                  frozenset([head["seq"]]), prev)
+    if walked.broken_at is not None:
+        _unverified(f"seq {walked.broken_at} does not verify ({walked.reason}); "
+                    f"seq {start}..{head['seq']} not anchored", tenant_id)
+    if head["seq"] >= start and walked.seen.get(head["seq"]) != bytes(head["row_hash"]):
+        _unverified(f"seq {head['seq']} no longer holds the head's row_hash", tenant_id)
+
+
+def _unverified(what: str, tenant_id: UUID):
+    message = f"chain of tenant {tenant_id} not anchored: {what}"
+    log.critical(message)
+    raise ChainUnverified(message)
 
 
 async def _discontinuity(conn: asyncpg.Connection, tenant_id: UUID, last: asyncpg.Record) -> str | None:

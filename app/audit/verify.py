@@ -3,8 +3,24 @@
 It walks a tenant's chain in seq order and checks, for each row: that seq is
 the next one (no gap), the hash version, the link to the previous row_hash,
 row_hash = SHA-256(prev_hash || UTF-8(JCS(record))), and the personal-data
-commitment against audit_pii (erased rows count as erased, not broken). Then it
-checks that the latest anchor is still on the chain.
+commitment against audit_pii (erased rows count as erased, not broken).
+
+The fast default walks only the rows after the latest usable anchor
+(app.audit.anchor_check: its token verifies for its row_hash, and that seq
+still holds it), starting from the anchored row_hash. That is sound because
+the anchor job walked every row up to that head before it had it timestamped
+(app.audit.anchor) and refuses to anchor a range that does not verify: the
+authority's token vouches for a head whose whole chain was checked, and any
+rewrite of the rows before it that keeps the links (the only kind that could
+pass for genuine) changes the anchored row_hash, which the on-chain check sees.
+What the fast walk cannot see is damage before the anchor that breaks a hash
+without rewriting the links after it (a byte flipped in a row's data): the
+full walk (`full=True`, `?full=1`, `--full`) recomputes every row for that,
+as does the offline bundle verifier. No usable anchor means a full walk.
+
+Both modes answer in the same format. Either way, the latest anchor must be
+usable and no chain_discontinuity may be newer than the latest usable anchor;
+otherwise the verdict is not ok, naming the reason and the seq.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from uuid import UUID
 
 import asyncpg
 
+from app.audit.anchor_check import NO_AUTHORITY, Authority, CheckedAnchor, authority, discontinuity_after, latest_and_usable
 from app.audit.canonical import canonical_data, json_string
 from app.db import set_tenant, tenant_transaction
 
@@ -52,6 +69,9 @@ class Verdict:
     broken_at: int | None
     reason: str | None = None
     erased_rows: int = 0
+    mode: str = "full"                  # "from_anchor" | "full"
+    checked_from: int = 1               # the first seq walked (total + 1 when none was)
+    anchor: CheckedAnchor | None = None  # the latest anchor, usable or not
 
     def as_json(self) -> dict:
         body = {
@@ -60,6 +80,10 @@ class Verdict:
             "head": self.head,
             "last_anchor_at": self.last_anchor_at,
             "broken_at": self.broken_at,
+            "mode": self.mode,
+            "checked_from": self.checked_from,
+            "erased_rows": self.erased_rows,
+            "anchor": self.anchor.as_json() if self.anchor else None,
         }
         if not self.ok:
             body["reason"] = self.reason
@@ -183,11 +207,17 @@ class ChainWalk:
 
 
 async def walk_range(
-    conn: asyncpg.Connection, tenant_id: UUID, start: int, end: int, batch: int, watch: frozenset[int]
+    conn: asyncpg.Connection, tenant_id: UUID, start: int, end: int, batch: int,
+    watch: frozenset[int] = frozenset(), prev: bytes | None = None,
 ) -> RangeResult:
-    """Walk seq start..end of the tenant's chain on `conn` (inside a tenant transaction)."""
-    prev = GENESIS if start == 1 else await conn.fetchval(
-        "SELECT row_hash FROM audit_log WHERE tenant_id = $1 AND seq = $2", tenant_id, start - 1)
+    """Walk seq start..end of the tenant's chain on `conn` (inside a tenant transaction).
+
+    `prev` is the row_hash seq start must link to; by default the genesis
+    hash, or the stored row_hash of seq start - 1.
+    """
+    if prev is None:
+        prev = GENESIS if start == 1 else await conn.fetchval(
+            "SELECT row_hash FROM audit_log WHERE tenant_id = $1 AND seq = $2", tenant_id, start - 1)
     walk = ChainWalk(tenant_id, start, prev, watch)
     try:
         after = start - 1
@@ -205,7 +235,7 @@ async def walk_range(
 
 
 def walk_range_in_process(dsn: str, snapshot: str, tenant_id: UUID, start: int, end: int,
-                          batch: int, watch: frozenset[int]) -> RangeResult:
+                          batch: int, watch: frozenset[int], prev: bytes | None = None) -> RangeResult:
     """walk_range in a worker process, in the snapshot the coordinating transaction exported."""
 
     async def walk() -> RangeResult:
@@ -214,7 +244,7 @@ def walk_range_in_process(dsn: str, snapshot: str, tenant_id: UUID, start: int, 
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
                 await set_tenant(conn, tenant_id)
-                return await walk_range(conn, tenant_id, start, end, batch, watch)
+                return await walk_range(conn, tenant_id, start, end, batch, watch, prev)
         finally:
             await conn.close()
 
@@ -258,61 +288,86 @@ def shutdown_workers() -> None:
         _executor = None
 
 
-async def verify_tenant(pool: asyncpg.Pool, tenant_id: UUID, settings) -> Verdict:
-    """verify_chain as configured: batch size and worker processes from settings."""
-    return await verify_chain(pool, tenant_id, batch=settings.verify_batch,
-                              workers=settings.verify_workers, dsn=settings.runtime_database_url)
+async def verify_tenant(pool: asyncpg.Pool, tenant_id: UUID, settings, *, full: bool = False) -> Verdict:
+    """verify_chain as configured: batch size, worker processes and the authority's roots from settings."""
+    return await verify_chain(pool, tenant_id, batch=settings.verify_batch, workers=settings.verify_workers,
+                              dsn=settings.runtime_database_url, full=full, authority=authority(settings))
 
 
 async def verify_chain(
     pool: asyncpg.Pool, tenant_id: UUID, *, batch: int = 20000,
     workers: int = 1, dsn: str | None = None, parallel_from: int = 50_000,
+    full: bool = False, authority: Authority = NO_AUTHORITY,
 ) -> Verdict:
-    """Walk the tenant's whole chain in one snapshot and give the verdict.
+    """Give the verdict on the tenant's chain, all in one snapshot.
 
-    A chain of at least `parallel_from` rows is split into `workers` ranges
-    walked in worker processes (connecting with `dsn`, the app role), all in
-    the snapshot this transaction exports; the event loop stays free meanwhile.
+    From the latest usable anchor on, or every row when `full` (or when no
+    anchor is usable). A walk of at least `parallel_from` rows is split into
+    `workers` ranges walked in worker processes (connecting with `dsn`, the app
+    role), all in the snapshot this transaction exports; the event loop stays
+    free meanwhile. Anchor tokens are checked against `authority`'s roots.
     """
     async with tenant_transaction(pool, tenant_id, isolation="repeatable_read", readonly=True) as conn:
-        anchor = await conn.fetchrow(
-            "SELECT seq, row_hash, anchored_at FROM audit_anchor WHERE tenant_id = $1 AND kind = 'anchor'"
-            " ORDER BY anchored_at DESC LIMIT 1",
-            tenant_id,
-        )
-        last_anchor_at = anchor["anchored_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if anchor else None
-        watch = frozenset([anchor["seq"]]) if anchor else frozenset()
-        total, head = await conn.fetchrow(
-            "SELECT count(*), (SELECT row_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1)"
+        latest, usable = await latest_and_usable(conn, tenant_id, authority)
+        discontinuity = await discontinuity_after(conn, tenant_id, usable.anchored_at if usable else None)
+        total, end, head, erased = await conn.fetchrow(
+            "SELECT count(*), coalesce(max(seq), 0),"
+            " (SELECT row_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1),"
+            " (SELECT count(*) FROM audit_pii WHERE tenant_id = $1 AND salt IS NULL)"
             " FROM audit_log WHERE tenant_id = $1",
             tenant_id,
         )
-        end = await conn.fetchval("SELECT max(seq) FROM audit_log WHERE tenant_id = $1", tenant_id) or 0
-
-        if workers > 1 and dsn and end >= parallel_from:
-            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-            bounds = [1 + end * k // workers for k in range(workers + 1)]
-            loop = asyncio.get_running_loop()
-            executor = _worker_pool(workers)
-            results = await asyncio.gather(*(
-                loop.run_in_executor(executor, walk_range_in_process, dsn, snapshot, tenant_id,
-                                     bounds[k], bounds[k + 1] - 1, batch, watch)
-                for k in range(workers)
-            ))
-        else:
-            results = [await walk_range(conn, tenant_id, 1, end, batch, watch)]
+        from_anchor = usable is not None and not full
+        start, prev = (usable.seq + 1, usable.row_hash) if from_anchor else (1, GENESIS)
+        results = await _walk(conn, tenant_id, start, end, prev, batch=batch, workers=workers, dsn=dsn,
+                              parallel_from=parallel_from)
+        # Rows before the anchor are not walked; a deleted one still shows in the count.
+        gap = await _first_gap(conn, tenant_id, end) if from_anchor and total != end else None
 
     broken = [r for r in results if r.broken_at is not None]
-    erased = sum(r.erased for r in results)
-    seen = {seq: h for r in results for seq, h in r.seen.items()}
+    if not from_anchor:
+        erased = sum(r.erased for r in results)
     if broken:
         first = min(broken, key=lambda r: r.broken_at)
         failure = (first.broken_at, first.reason)
-    elif anchor and seen.get(anchor["seq"]) != anchor["row_hash"]:
-        failure = (anchor["seq"], "anchor_not_on_chain")
+    elif gap is not None:
+        failure = (gap, "row_missing")
+    elif latest is not None and latest.trouble:
+        failure = (latest.seq, latest.trouble)
+    elif discontinuity is not None:
+        failure = (discontinuity["seq"], "chain_discontinuity")
     else:
         failure = None
-    head_hex = head.hex() if head else None
-    if failure:
-        return Verdict(False, total, head_hex, last_anchor_at, failure[0], failure[1], erased)
-    return Verdict(True, total, head_hex, last_anchor_at, None, None, erased)
+    anchor_time = usable.token.gen_time or usable.anchored_at if usable else None
+    return Verdict(
+        ok=failure is None, total_rows=total, head=head.hex() if head else None,
+        last_anchor_at=anchor_time.strftime("%Y-%m-%dT%H:%M:%SZ") if anchor_time else None,
+        broken_at=failure[0] if failure else None, reason=failure[1] if failure else None, erased_rows=erased,
+        mode="from_anchor" if from_anchor else "full", checked_from=start, anchor=latest)
+
+
+async def _walk(conn: asyncpg.Connection, tenant_id: UUID, start: int, end: int, prev: bytes, *, batch: int,
+                workers: int, dsn: str | None, parallel_from: int) -> list[RangeResult]:
+    """Walk start..end here, or split across worker processes in this transaction's snapshot when it is long."""
+    if start > end:
+        return []
+    if workers > 1 and dsn and end - start + 1 >= parallel_from:
+        snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+        bounds = [start + (end - start + 1) * k // workers for k in range(workers + 1)]
+        loop = asyncio.get_running_loop()
+        executor = _worker_pool(workers)
+        return list(await asyncio.gather(*(
+            loop.run_in_executor(executor, walk_range_in_process, dsn, snapshot, tenant_id,
+                                 bounds[k], bounds[k + 1] - 1, batch, frozenset(), prev if k == 0 else None)
+            for k in range(workers) if bounds[k] < bounds[k + 1]
+        )))
+    return [await walk_range(conn, tenant_id, start, end, batch, prev=prev)]
+
+
+async def _first_gap(conn: asyncpg.Connection, tenant_id: UUID, end: int) -> int:
+    """The first seq missing from 1..end."""
+    return await conn.fetchval(
+        "SELECT CASE WHEN NOT EXISTS (SELECT FROM audit_log WHERE tenant_id = $1 AND seq = 1) THEN 1 ELSE"
+        " (SELECT a.seq + 1 FROM audit_log a WHERE a.tenant_id = $1 AND a.seq < $2 AND NOT EXISTS"
+        "   (SELECT FROM audit_log b WHERE b.tenant_id = $1 AND b.seq = a.seq + 1) ORDER BY a.seq LIMIT 1) END",
+        tenant_id, end)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, abort, jsonify
+from quart import Blueprint, abort, jsonify, request
 
 from app.audit.verify import verify_tenant
 from app.db import tenant_transaction
@@ -25,9 +25,14 @@ async def requested_tenant() -> Tenant:
 
 @blueprint.get("/verify")
 async def verify():
+    """The verdict: from the latest anchor by default, every row with ?full=1; 200 intact, 422 not."""
     tenant = await requested_tenant()
-    verdict = await verify_tenant(pool(), tenant.id, settings())
+    verdict = await verify_tenant(pool(), tenant.id, settings(), full=wants_full_walk())
     return jsonify(verdict.as_json()), 200 if verdict.ok else 422
+
+
+def wants_full_walk() -> bool:
+    return request.args.get("full", "").lower() in ("1", "true", "yes")
 
 
 @blueprint.get("/public")

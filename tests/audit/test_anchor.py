@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from asn1crypto import tsp
 
 from app.audit import AuditAction, Target, record
 from app.audit.anchor import (RETRY_FIRST, AuthorityUnavailable, anchor_tenant, read_timestamp_reply,
@@ -161,3 +162,42 @@ def test_a_reply_about_another_hash_or_nonce_is_refused(tsa):
         read_timestamp_reply(reply, digest, 8)
     with pytest.raises(AuthorityUnavailable, match="not a TimeStampResp"):
         read_timestamp_reply(b"<html>proxy error</html>", digest, 7)
+
+
+async def test_a_range_that_does_not_verify_is_not_anchored(pool, admin, tenant, anchoring, caplog):
+    await append(pool, tenant, 2)
+    assert await anchor_tenant(pool, tenant.id, NOW, anchoring) == {"anchored": 1}
+    first = await head(pool, tenant)
+    await append(pool, tenant, 3)
+    async with tampering(admin):
+        await admin.execute("UPDATE audit_log SET data = '{\"k\": 42}' WHERE tenant_id = $1 AND seq = $2",
+                            tenant.id, first["seq"] + 2)
+
+    with caplog.at_level(logging.CRITICAL, logger="app.audit.anchor"):
+        run = await run_for(pool, tenant, anchoring, NOW + timedelta(hours=1))
+    assert run["outcome"] == "failed" and "ChainUnverified" in run["error"]
+    assert f"seq {first['seq'] + 2} does not verify (hash_mismatch)" in run["error"]
+    assert any(r.levelno == logging.CRITICAL and "not anchored" in r.getMessage() for r in caplog.records)
+    assert [a["seq"] for a in await anchors(pool, tenant)] == [first["seq"]]
+
+
+async def test_the_first_anchor_vouches_for_the_whole_chain(pool, admin, tenant, anchoring):
+    await append(pool, tenant, 3)
+    async with tampering(admin):
+        await admin.execute("UPDATE audit_log SET data = '{\"k\": 7}' WHERE tenant_id = $1 AND seq = 2", tenant.id)
+    run = await run_for(pool, tenant, anchoring)
+    assert run["outcome"] == "failed" and "seq 2 does not verify" in run["error"]
+    assert await anchors(pool, tenant) == []
+
+
+async def test_a_forged_previous_anchor_is_not_built_on(pool, admin, tenant, anchoring, tsa):
+    await append(pool, tenant, 2)
+    top = await head(pool, tenant)
+    # A genuine token of the authority, but for another hash, filed as an anchor of the head.
+    token = tsp.TimeStampResp.load(tsa.reply(timestamp_request(bytes(32), 1)))["time_stamp_token"].dump()
+    await admin.execute("INSERT INTO audit_anchor (tenant_id, seq, row_hash, tsa_token) VALUES ($1, $2, $3, $4)",
+                        tenant.id, top["seq"], top["row_hash"], token)
+    await append(pool, tenant)
+    run = await run_for(pool, tenant, anchoring)
+    assert run["outcome"] == "failed" and "token that does not verify" in run["error"]
+    assert len(await anchors(pool, tenant)) == 1

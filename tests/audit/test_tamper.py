@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from datetime import datetime, timezone
 
 import asyncpg
 import pytest
 
 from app.audit import AuditAction, Pii, Target, record
+from app.audit.anchor import anchor_tenant
 from app.audit.verify import verify_chain
 from app.db import tenant_transaction
 from tests.conftest import tampering
@@ -128,10 +131,10 @@ async def test_deleting_the_personal_data_row_is_found(pool, admin, chain, verdi
     assert (v.ok, v.broken_at, v.reason) == (False, PII_SEQ, "pii_missing")
 
 
-async def test_an_anchor_off_the_chain_is_found(pool, admin, chain, verdict):
+async def test_an_anchor_off_the_chain_is_found(pool, admin, chain, verdict, settings, tsa):
     """Truncating the tail behind an anchor: the anchored row is no longer on the chain."""
-    head = await admin.fetchval("SELECT row_hash FROM audit_log WHERE tenant_id = $1 AND seq = $2", chain.id, N)
-    await admin.execute("INSERT INTO audit_anchor (tenant_id, seq, row_hash) VALUES ($1, $2, $3)", chain.id, N, head)
+    now = datetime.now(timezone.utc)
+    assert await anchor_tenant(pool, chain.id, now, replace(settings, tsa_url=tsa.url)) == {"anchored": 1}
     ok = await verdict(pool, chain)
     assert ok.ok and ok.last_anchor_at is not None
     async with tampering(admin):

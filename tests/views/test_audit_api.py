@@ -11,16 +11,19 @@ from app.config import Settings
 from tests.conftest import tampering
 
 FIVE_KEYS = {"ok", "total_rows", "head", "last_anchor_at", "broken_at"}
+# What the verdict says about how it was reached, in both modes.
+VERDICT_KEYS = FIVE_KEYS | {"mode", "checked_from", "erased_rows", "anchor"}
 
 
 async def test_verify_an_intact_chain(client, admin, tenant):
     response = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug})
     assert response.status_code == 200
     body = await response.get_json()
-    assert set(body) == FIVE_KEYS
+    assert set(body) == VERDICT_KEYS
     head = await admin.fetchval(
         "SELECT row_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant.id)
-    assert body == {"ok": True, "total_rows": 1, "head": head.hex(), "last_anchor_at": None, "broken_at": None}
+    assert body == {"ok": True, "total_rows": 1, "head": head.hex(), "last_anchor_at": None, "broken_at": None,
+                    "mode": "full", "checked_from": 1, "erased_rows": 0, "anchor": None}
     assert response.headers["Content-Type"].startswith("application/json")
 
 
@@ -85,3 +88,17 @@ async def test_healthz_follows_the_database(server_url, tmp_path):
                 await admin.close()
     finally:
         await drop_database(server_url, name)
+
+
+async def test_verify_full_walks_every_row_in_the_same_format(client, admin, tenant):
+    fast = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug})
+    full = await client.get("/api/audit/verify?full=1", headers={"X-Tenant": tenant.slug})
+    assert fast.status_code == full.status_code == 200
+    fast, full = await fast.get_json(), await full.get_json()
+    assert set(fast) == set(full) == VERDICT_KEYS and full["mode"] == "full"
+    # Tampering before any anchor: both modes walk it and answer 422.
+    async with tampering(admin):
+        await admin.execute("UPDATE audit_log SET data = '{\"edited\": true}' WHERE tenant_id = $1", tenant.id)
+    broken = await client.get("/api/audit/verify?full=1", headers={"X-Tenant": tenant.slug})
+    assert broken.status_code == 422
+    assert (await broken.get_json())["broken_at"] == 1
