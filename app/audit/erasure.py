@@ -14,6 +14,7 @@ address: even a hash of an address can be matched against a guess.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ import asyncpg
 
 from app.access.admin import Refused, an_admin_remains, serialise
 from app.audit.events import AuditAction, Target, record, system_actor
+from app.exceptions.query import to_csv
 
 TOMBSTONE_PREFIX = "actor_tombstone_"
 ERASED_DOMAIN = "erased.invalid"     # app_user.email must look like an address; .invalid never resolves
@@ -65,6 +67,7 @@ class Erasure:
     audit_rows: int
     account_anonymised: bool
     other_records: int
+    requester_name: str | None = None   # the requesting user's name now, for the screen and the export
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Erasure:
@@ -95,6 +98,13 @@ def _address(email: str | None) -> str:
     if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
         raise Refused(f"“{email}” is not an email address.")
     return email
+
+
+def request_fields(email: str | None, basis: str | None, reference: str | None) -> tuple[str, str, str | None]:
+    """The address, legal basis and reference of an erasure request, trimmed; Refused when one is unusable."""
+    email = _address(email)
+    return (email, _note(basis, "legal basis", LONGEST_BASIS, email, required=True),
+            _note(reference, "request reference", LONGEST_REFERENCE, email, required=False))
 
 
 def _note(value: str | None, what: str, longest: int, email: str, *, required: bool) -> str | None:
@@ -155,9 +165,7 @@ async def erase_actor(
     requester or the last administrator, or when nothing is recorded for the
     address (then nothing is changed or recorded, so asking twice is harmless).
     """
-    email = _address(email)
-    basis = _note(basis, "legal basis", LONGEST_BASIS, email, required=True)
-    reference = _note(reference, "request reference", LONGEST_REFERENCE, email, required=False)
+    email, basis, reference = request_fields(email, basis, reference)
     await serialise(conn)  # erasing an administrator could leave the tenant without one
     account = await _account(conn, email)
     user_id = account["id"] if account else None
@@ -212,6 +220,22 @@ async def pseudonymise_everyone(conn: asyncpg.Connection, tenant_id: UUID, *, ba
 
 async def erasures(conn: asyncpg.Connection) -> list[Erasure]:
     """The current tenant's erasures, latest first."""
-    rows = await conn.fetch("SELECT id, tombstone, erased_at, requested_by, basis, reference, audit_rows,"
-                            " account_anonymised, other_records FROM erasure ORDER BY erased_at DESC")
+    rows = await conn.fetch(
+        "SELECT e.id, e.tombstone, e.erased_at, e.requested_by, e.basis, e.reference, e.audit_rows,"
+        " e.account_anonymised, e.other_records, u.display_name AS requester_name"
+        " FROM erasure e LEFT JOIN app_user u ON 'user:' || u.id::text = e.requested_by"
+        " ORDER BY e.erased_at DESC")
     return [Erasure.from_row(r) for r in rows]
+
+
+EXPORT_COLUMNS = ("id", "erased_at", "tombstone", "requested_by", "requester_name", "basis", "reference", "audit_rows",
+                  "account_anonymised", "other_records")
+
+
+async def export(conn: asyncpg.Connection, fmt: str, *, by: str) -> str:
+    """Every erasure record with its legal-basis note (DPA 11.4: provided on request), as CSV or JSON; recorded."""
+    records = [e.as_json() for e in await erasures(conn)]
+    await record(conn, AuditAction.ERASURE_EXPORT, actor=by, data={"format": fmt, "rows": len(records)})
+    if fmt == "csv":
+        return to_csv(EXPORT_COLUMNS, ([r[c] for c in EXPORT_COLUMNS] for r in records))
+    return json.dumps({"erasures": records}, ensure_ascii=False, indent=2)

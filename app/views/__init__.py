@@ -15,6 +15,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.audit_api import blueprint as audit_api
     from app.views.audit_bundle import blueprint as audit_bundle
     from app.views.auth import blueprint as auth
+    from app.views.erasure import blueprint as erasure
     from app.views.evidence import blueprint as evidence
     from app.views.exceptions import blueprint as exceptions
     from app.views.exceptions_api import blueprint as exceptions_api
@@ -35,6 +36,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(passkeys)
     app.register_blueprint(tokens)
     app.register_blueprint(admin)
+    app.register_blueprint(erasure)
     app.register_blueprint(exceptions)
     app.register_blueprint(risks)
     app.register_blueprint(evidence)
