@@ -36,6 +36,7 @@ import json
 import logging
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,6 +132,13 @@ def _post(url: str, body: bytes) -> bytes:
         return answer.read(MAX_REPLY_BYTES)
 
 
+def _shown(url: str) -> str:
+    """The URL without credentials or query: the error is stored, mailed and shown to the tenant."""
+    parts = urllib.parse.urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 async def request_timestamp(url: str, digest: bytes) -> Timestamp:
     """Ask the authority at `url` to timestamp a SHA-256 digest (RFC 3161 over HTTP, section 3.4)."""
     nonce = secrets.randbits(63)
@@ -139,7 +147,7 @@ async def request_timestamp(url: str, digest: bytes) -> Timestamp:
     except AuthorityUnavailable:
         raise
     except (OSError, urllib.error.URLError) as exc:  # refused, timed out, HTTP error status
-        raise AuthorityUnavailable(f"the authority at {url} is unreachable: {exc}") from exc
+        raise AuthorityUnavailable(f"the authority at {_shown(url)} is unreachable: {exc}") from exc
     return read_timestamp_reply(reply, digest, nonce)
 
 

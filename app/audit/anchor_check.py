@@ -176,3 +176,26 @@ async def discontinuity_after(conn: asyncpg.Connection, tenant_id: UUID, after: 
         "SELECT seq, anchored_at, detail FROM audit_anchor WHERE tenant_id = $1 AND kind = 'chain_discontinuity'"
         " AND ($2::timestamptz IS NULL OR anchored_at > $2) ORDER BY anchored_at DESC LIMIT 1",
         tenant_id, after)
+
+
+@dataclass(frozen=True)
+class AnchoringState:
+    """What the audit page shows of a tenant's anchoring: its anchors, discontinuities and retry state."""
+
+    anchors: list[CheckedAnchor]            # newest first
+    discontinuities: list[asyncpg.Record]   # seq, anchored_at, found_row_hash; newest first
+    retry: asyncpg.Record | None            # attempts, first_failed_at, next_attempt_at, last_error
+
+
+async def anchoring_state(conn: asyncpg.Connection, tenant_id: UUID, auth: Authority, *,
+                          shown: int = 10) -> AnchoringState:
+    """The tenant's latest `shown` anchors, every chain_discontinuity, and the authority retry state."""
+    return AnchoringState(
+        anchors=await latest_anchors(conn, tenant_id, auth, shown),
+        discontinuities=await conn.fetch(
+            "SELECT seq, anchored_at, row_hash, detail->>'found_row_hash' AS found_row_hash FROM audit_anchor"
+            " WHERE tenant_id = $1 AND kind = 'chain_discontinuity' ORDER BY anchored_at DESC", tenant_id),
+        retry=await conn.fetchrow(
+            "SELECT attempts, first_failed_at, next_attempt_at, last_error FROM audit_anchor_retry"
+            " WHERE tenant_id = $1", tenant_id),
+    )

@@ -13,6 +13,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.admin import blueprint as admin
     from app.views.api import blueprint as api
     from app.views.audit_api import blueprint as audit_api
+    from app.views.audit_page import blueprint as audit_page
     from app.views.audit_bundle import blueprint as audit_bundle
     from app.views.auth import blueprint as auth
     from app.views.erasure import blueprint as erasure
@@ -29,6 +30,7 @@ def register_blueprints(app: Quart) -> None:
 
     app.register_blueprint(health)
     app.register_blueprint(audit_api)
+    app.register_blueprint(audit_page)
     app.register_blueprint(audit_bundle)
     app.register_blueprint(auth)
     app.register_blueprint(account)

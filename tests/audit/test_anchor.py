@@ -201,3 +201,14 @@ async def test_a_forged_previous_anchor_is_not_built_on(pool, admin, tenant, anc
     run = await run_for(pool, tenant, anchoring)
     assert run["outcome"] == "failed" and "token that does not verify" in run["error"]
     assert len(await anchors(pool, tenant)) == 1
+
+
+async def test_the_authoritys_credentials_are_not_in_the_stored_error(pool, tenant, anchoring, tsa):
+    secret_url = tsa.url.replace("http://", "http://anchor:s3cret@") + "?key=k3y"
+    with tsa.down():
+        run = await run_for(pool, tenant, replace(anchoring, tsa_url=secret_url))
+    assert run["outcome"] == "failed" and "unreachable" in run["error"]
+    async with tenant_transaction(pool, tenant.id) as conn:
+        stored = await conn.fetchval("SELECT last_error FROM audit_anchor_retry WHERE tenant_id = $1", tenant.id)
+    for text in (run["error"], stored):
+        assert "s3cret" not in text and "k3y" not in text and f"127.0.0.1:{tsa.port}/tsa" in text
