@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("slug")
     create.add_argument("--name", required=True)
     create.add_argument("--public", action="store_true", help="list its chain status on /api/audit/public")
+    tenant_export = tenant.add_parser("export", help="write all of a tenant's data into one archive (DPA 9.1)")
+    tenant_export.add_argument("--tenant", required=True, metavar="SLUG")
+    tenant_export.add_argument("--out", required=True, type=Path, metavar="FILE")
+    tenant_import = tenant.add_parser("import", help="restore a tenant export into this (empty, migrated) database")
+    tenant_import.add_argument("archive", type=Path)
     from app.tenant_deletion import command as tenant_deletion
 
     tenant_deletion.add_parsers(tenant)
@@ -133,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_migrate(settings))
             if args.command == "tenant" and args.tenant_command in tenant_deletion.COMMANDS:
                 return tenant_deletion.run(settings, args)
+            if args.command == "tenant" and args.tenant_command in ("export", "import"):
+                return asyncio.run(_tenant_export(settings, args) if args.tenant_command == "export"
+                                   else _tenant_import(settings, args.archive))
             if args.command == "tenant":
                 return asyncio.run(_tenant_create(settings, args.slug, args.name, args.public))
             if args.command == "user":
@@ -335,6 +343,18 @@ async def _audit_export(settings: Settings, slug: str, out: Path | None) -> int:
           f"{summary.anchors} anchors, {summary.certificates} certificates. "
           f"Check it anywhere with: exceptao audit verify-bundle {path}")
     return 0
+
+
+async def _tenant_export(settings: Settings, args) -> int:
+    from app.tenant_export.command import export_to_file
+
+    return await export_to_file(settings, args.tenant, args.out)
+
+
+async def _tenant_import(settings: Settings, archive: Path) -> int:
+    from app.tenant_export.command import import_from_file
+
+    return await import_from_file(settings, archive)
 
 
 async def _serve(settings: Settings, *, demo: bool) -> None:

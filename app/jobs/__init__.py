@@ -27,6 +27,7 @@ from quart import Quart
 from app.audit import anchor
 from app.config import Settings
 from app.jobs import alerts, exception_govern, outbox, prune
+from app.jobs.tenant_export import export_tenant
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ JOBS: list[Job] = [
     Job("exception-reminders", timedelta(hours=1), tenant_by_tenant(exception_govern.reminders)),
     Job("mail-outbox", timedelta(minutes=1), tenant_by_tenant(outbox.deliver)),
     Job("audit-anchor", timedelta(hours=1), tenant_by_tenant(anchor.anchor_tenant)),
+    Job("tenant-export", timedelta(minutes=1), tenant_by_tenant(export_tenant)),
 ]
 
 

@@ -26,6 +26,7 @@ def register_blueprints(app: Quart) -> None:
     from app.views.passkeys import blueprint as passkeys
     from app.views.reset import blueprint as reset
     from app.views.risks import blueprint as risks
+    from app.views.tenant_export import blueprint as tenant_export
     from app.views.tokens import blueprint as tokens
 
     app.register_blueprint(health)
@@ -42,6 +43,7 @@ def register_blueprints(app: Quart) -> None:
     app.register_blueprint(exceptions)
     app.register_blueprint(risks)
     app.register_blueprint(evidence)
+    app.register_blueprint(tenant_export)
     app.register_blueprint(api)
     app.register_blueprint(exceptions_api)
     app.register_blueprint(openapi)

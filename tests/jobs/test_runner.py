@@ -79,7 +79,8 @@ async def test_the_scheduler_starts_and_stops_with_the_app(settings):
         scheduler = app.extensions["scheduler"]
         assert scheduler.running
         assert {job.id for job in scheduler.get_jobs()} == {"prune-throttle", "exception-lifecycle",
-                                                             "exception-reminders", "mail-outbox", "audit-anchor"}
+                                                             "exception-reminders", "mail-outbox", "audit-anchor",
+                                                             "tenant-export"}
     assert not scheduler.running
     assert "scheduler" not in app.extensions
 
