@@ -45,4 +45,6 @@ async def download():
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
+    # Quart cuts a response off after RESPONSE_TIMEOUT (60 s); a long chain takes longer to send.
+    response.timeout = None
     return response
