@@ -33,6 +33,8 @@ class TenantStatus:
     audit_public: bool
     created_at: datetime
     suspended_at: datetime | None
+    ended_at: datetime | None      # end of subscription (app.tenant_deletion)
+    deleted_at: datetime | None
     head_seq: int | None
     checked_at: datetime | None
     ok: bool | None
@@ -45,7 +47,7 @@ async def list_tenants(conn: asyncpg.Connection | asyncpg.Pool, search: str = ""
     """Tenants whose slug or name contains `search`, by slug, at most LIST_LIMIT."""
     rows = await conn.fetch(
         """
-        SELECT t.id, t.slug, t.name, t.audit_public, t.created_at, t.suspended_at,
+        SELECT t.id, t.slug, t.name, t.audit_public, t.created_at, t.suspended_at, t.ended_at, t.deleted_at,
                (SELECT l.seq FROM audit_log l WHERE l.tenant_id = t.id ORDER BY l.seq DESC LIMIT 1) AS head_seq,
                s.checked_at, s.ok, s.total_rows, s.broken_at, s.detail
           FROM tenant t LEFT JOIN tenant_chain_status s ON s.tenant_id = t.id
@@ -87,9 +89,10 @@ async def restore(pool: asyncpg.Pool, tenant_id: UUID, operator: Operator, pii: 
 
 
 async def _set_suspended(conn: asyncpg.Connection, tenant_id: UUID, suspended: bool) -> Change:
-    # Row-locked, so two operators pressing at once make one change and one event.
-    was = await conn.fetchrow("SELECT suspended_at IS NOT NULL AS suspended FROM tenant WHERE id = $1 FOR UPDATE",
-                              tenant_id)
+    # Row-locked, so two operators pressing at once make one change and one event. A deleted tenant has
+    # nobody left to suspend.
+    was = await conn.fetchrow("SELECT suspended_at IS NOT NULL AS suspended FROM tenant"
+                              " WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", tenant_id)
     if was is None:
         return Change.NO_TENANT
     if was["suspended"] == suspended:
