@@ -39,8 +39,8 @@ async def test_writing_and_checking_a_long_chain_holds_a_batch_not_the_chain(poo
     finally:
         tracemalloc.stop()
     assert summary.rows == summary.head_seq == ROWS + 1
-    assert sink.size > 7_000_000
-    assert writing_peak < sink.size / 4, (writing_peak, sink.size)  # about one batch of 1,000 rows
+    # About one batch of 1,000 rows (some 2.7 MB, for 20,000 rows as for 50,000), far less than the file.
+    assert writing_peak < 4_000_000 < sink.size / 2, (writing_peak, sink.size)
 
     path = tmp_path / "long.jsonl"
     with path.open("wb") as file:
