@@ -26,7 +26,7 @@ from quart import Quart
 
 from app.audit import anchor
 from app.config import Settings
-from app.jobs import alerts, exception_govern, outbox, prune
+from app.jobs import alerts, exception_govern, outbox, prune, watch
 from app.jobs.tenant_export import export_tenant
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ def tenant_by_tenant(work: TenantWork) -> Work:
     return each_tenant
 
 
+async def watch_jobs(pool: asyncpg.Pool, now: datetime, settings: Settings) -> dict[str, Any]:
+    """The job-watch job: every job of JOBS looked at from outside (app.jobs.watch)."""
+    return await watch.watch(pool, now, settings, JOBS, JOB_LOCKS)
+
+
 JOBS: list[Job] = [
     Job("prune-throttle", timedelta(hours=1), prune.prune_throttle),
     # Dates are whole days: a quarter of an hour after midnight (UTC) at the latest.
@@ -81,6 +86,8 @@ JOBS: list[Job] = [
     Job("exception-reminders", timedelta(hours=1), tenant_by_tenant(exception_govern.reminders)),
     Job("mail-outbox", timedelta(minutes=1), tenant_by_tenant(outbox.deliver)),
     Job("audit-anchor", timedelta(hours=1), tenant_by_tenant(anchor.anchor_tenant)),
+    # Stuck and dead runs, overdue jobs, alert mail not yet received: what no run of theirs can report.
+    Job("job-watch", timedelta(minutes=5), watch_jobs),
     Job("tenant-export", timedelta(minutes=1), tenant_by_tenant(export_tenant)),
 ]
 

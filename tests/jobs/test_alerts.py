@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
-
-import pytest
 
 from app.jobs import alerts, run_job
-from app.operator.accounts import create_operator
-from tests.views.test_reset import smtp  # noqa: F401  (a real SMTP server on loopback)
+from tests.jobs.conftest import mails
 
 
 async def failing(pool, now, settings):
@@ -21,23 +17,7 @@ async def fine(pool, now, settings):
     return {"done": 1}
 
 
-@pytest.fixture
-async def operator_email(admin, settings):
-    email = f"op-{uuid.uuid4().hex[:8]}@example.com"
-    await create_operator(admin, settings.key(), email, "Alert Reader")
-    return email
-
-
-@pytest.fixture
-def mail_settings(settings, smtp):  # noqa: F811
-    return replace(settings, smtp_host="127.0.0.1", smtp_port=smtp[1], smtp_password="smtp-secret-never-mailed")
-
-
-def mails(inbox, to: str, job: str):
-    return [m for m in inbox.messages if m["To"] == to and job in m["Subject"]]
-
-
-async def test_a_failing_job_alerts_once_per_streak_and_once_on_recovery(pool, admin, smtp, mail_settings,  # noqa: F811
+async def test_a_failing_job_alerts_once_per_streak_and_once_on_recovery(pool, admin, smtp, mail_settings,
                                                                           operator_email):
     inbox, _ = smtp
     job = f"test-alert-{uuid.uuid4().hex[:6]}"
@@ -66,7 +46,7 @@ async def test_a_failing_job_alerts_once_per_streak_and_once_on_recovery(pool, a
     assert [(r["kind"], r["sent"]) for r in kinds] == [("failed", True), ("recovered", True), ("failed", True)]
 
 
-async def test_two_instances_deciding_the_same_alert_send_it_once(pool, smtp, mail_settings, operator_email):  # noqa: F811
+async def test_two_instances_deciding_the_same_alert_send_it_once(pool, smtp, mail_settings, operator_email):
     inbox, _ = smtp
     job = f"test-alert-{uuid.uuid4().hex[:6]}"
     run_id = await run_job(pool, job, failing, settings=mail_settings)
@@ -81,14 +61,14 @@ async def test_two_instances_deciding_the_same_alert_send_it_once(pool, smtp, ma
     assert len(mails(inbox, operator_email, job)) == 1
 
 
-async def test_a_job_that_never_failed_sends_nothing(pool, smtp, mail_settings, operator_email):  # noqa: F811
+async def test_a_job_that_never_failed_sends_nothing(pool, smtp, mail_settings, operator_email):
     inbox, _ = smtp
     job = f"test-alert-{uuid.uuid4().hex[:6]}"
     await run_job(pool, job, fine, settings=mail_settings)
     assert mails(inbox, operator_email, job) == []
 
 
-async def test_disabled_operators_are_not_mailed(pool, admin, smtp, mail_settings, operator_email):  # noqa: F811
+async def test_disabled_operators_are_not_mailed(pool, admin, smtp, mail_settings, operator_email):
     inbox, _ = smtp
     await admin.execute("UPDATE operator_account SET disabled_at = now() WHERE email = $1", operator_email)
     job = f"test-alert-{uuid.uuid4().hex[:6]}"

@@ -80,7 +80,7 @@ async def test_the_scheduler_starts_and_stops_with_the_app(settings):
         assert scheduler.running
         assert {job.id for job in scheduler.get_jobs()} == {"prune-throttle", "exception-lifecycle",
                                                              "exception-reminders", "mail-outbox", "audit-anchor",
-                                                             "tenant-export"}
+                                                             "job-watch", "tenant-export"}
     assert not scheduler.running
     assert "scheduler" not in app.extensions
 
