@@ -96,9 +96,16 @@ def _row_line(tenant: bytes, row: asyncpg.Record) -> bytes:
 
 
 def token_certificates(token: bytes) -> list[bytes]:
-    """The DER certificates a TimeStampToken carries (the signer's, when it was asked for)."""
-    signed = cms.ContentInfo.load(token)["content"]
-    return [choice.chosen.dump() for choice in signed["certificates"] or [] if choice.name == "certificate"]
+    """The DER certificates a TimeStampToken carries (the signer's, when it was asked for).
+
+    A token that cannot be parsed carries none: it still goes into the bundle,
+    where the verifier reports it, rather than stopping the export.
+    """
+    try:
+        signed = cms.ContentInfo.load(token)["content"]
+        return [choice.chosen.dump() for choice in signed["certificates"] or [] if choice.name == "certificate"]
+    except Exception:  # asn1crypto parses lazily and raises its own kinds
+        return []
 
 
 def _certificate_line(der: bytes, source: str) -> bytes:

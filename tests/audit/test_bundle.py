@@ -13,10 +13,11 @@ import subprocess
 import pytest
 
 from app.audit.anchor import read_timestamp_reply, timestamp_request
+from app.audit.bundle import write_bundle
 from app.cli import main
 from tests.audit import bundle_chain
 from tests.audit.bundle_chain import EMAIL, IP, KEPT_EMAIL
-from tests.conftest import TimestampAuthority
+from tests.conftest import TimestampAuthority, tampering
 
 anchoring, bundled = bundle_chain.anchoring, bundle_chain.bundled
 
@@ -217,3 +218,20 @@ async def test_a_file_that_is_not_a_bundle_is_unreadable(capsys, tmp_path):
     assert main(["audit", "verify-bundle", str(path)]) == 2
     assert "UNREADABLE" in capsys.readouterr().err
     assert main(["audit", "verify-bundle", str(tmp_path / "missing.jsonl")]) == 2
+
+
+async def test_a_chain_tampered_in_the_database_exports_and_is_named(bundled, pool, admin, anchoring, capsys, tmp_path):
+    """Rewritten behind the app's back (a row's data, an anchor's token): the export still works and says where."""
+    tenant = bundled.tenant
+    async with tampering(admin):
+        await admin.execute("UPDATE audit_log SET data = '{\"k\": 99}' WHERE tenant_id = $1 AND seq = $2",
+                            tenant.id, bundled.summary.head_seq - 1)
+        await admin.execute("UPDATE audit_anchor SET tsa_token = '\\x3003020100' WHERE tenant_id = $1 AND seq = $2",
+                            tenant.id, bundled.anchored[1])
+    path = tmp_path / "again.jsonl"
+    with path.open("wb") as file:
+        await write_bundle(pool, tenant.id, file, anchoring)
+    code, verdict = verify(capsys, path)
+    assert (code, verdict["broken_at"]) == (1, bundled.anchored[1])
+    assert [(p["seq"], p["reason"]) for p in verdict["problems"]] == [
+        (bundled.anchored[1], "token_invalid"), (bundled.summary.head_seq - 1, "hash_mismatch")]
