@@ -5,7 +5,8 @@ so that a run stopped midway is simply run again:
 
 1. The start, committed at once: the tenant is marked deleted, which makes it
    unreachable (its host answers 404, jobs skip it), and tenant_deletion
-   records when and by whom.
+   records when and by whom. Then it waits for the job runs that may have
+   begun before that.
 2. One transaction: every identity in audit_pii pseudonymised
    (app.audit.erasure), every row of every other tenant table deleted,
    referencing tables first and the data keys last, the objects those rows
@@ -153,6 +154,20 @@ async def _start(admin: asyncpg.Connection, slug: str, *, actor: str, now: datet
     return tenant, started
 
 
+async def _after_running_jobs(admin: asyncpg.Connection) -> None:
+    """Wait for the job runs under way, which may have begun before the tenant was marked deleted.
+
+    Each run holds its job's advisory lock throughout (app.jobs.run_job), and
+    later runs skip deleted tenants: once every lock has been taken and let go,
+    no job is writing the tenant's rows or objects (an export's archive, say).
+    """
+    from app.jobs import JOB_LOCKS, JOBS
+
+    for job in JOBS:
+        await admin.execute("SELECT pg_advisory_lock($1, hashtext($2))", JOB_LOCKS, job.name)
+        await admin.execute("SELECT pg_advisory_unlock($1, hashtext($2))", JOB_LOCKS, job.name)
+
+
 async def delete_tenant(admin: asyncpg.Connection, store: ObjectStore, slug: str, *, actor: str,
                         now: datetime) -> Deletion:
     """Delete the tenant's data, keep its pseudonymised chain; DeletionRefused before the retention period is over.
@@ -163,6 +178,7 @@ async def delete_tenant(admin: asyncpg.Connection, store: ObjectStore, slug: str
     tenant, started = await _start(admin, slug, actor=actor, now=now)
     if started.finished_at is not None:
         return replace(started, already=True)
+    await _after_running_jobs(admin)
     async with admin.transaction():
         tenant = await tenant_row(admin, slug)   # a second run at once waits here, then finds it finished
         done = await _record(admin, tenant, already=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 
@@ -114,3 +115,29 @@ async def test_tables_empty_after_whatever_references_them_and_the_data_keys_las
                                     ("mail_outbox", "app_user"), ("role_assignment", "role"),
                                     ("tenant_export", "app_user"), ("exception", "org_unit")):
         assert order.index(referencing) < order.index(referenced), (referencing, referenced)
+
+
+async def test_deletion_waits_for_a_job_run_already_under_way(cli, admin, admin_url, tenant, capsys):
+    """A run that began before the tenant was marked deleted may still write to it: deletion waits for it to end."""
+    import asyncpg
+
+    from app.jobs import JOB_LOCKS
+
+    await ended_days_ago(cli, tenant, 31)
+    running = await asyncpg.connect(admin_url)       # stands for an instance in the middle of a mail-outbox run
+    try:
+        await running.execute("SELECT pg_advisory_lock($1, hashtext('mail-outbox'))", JOB_LOCKS)
+        deletion = asyncio.ensure_future(cli("tenant", "delete", tenant.slug))
+        for _ in range(100):
+            if await admin.fetchval("SELECT deleted_at IS NOT NULL FROM tenant WHERE id = $1", tenant.id):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert not deletion.done()
+        assert await admin.fetchval("SELECT deleted_at IS NOT NULL FROM tenant WHERE id = $1", tenant.id)
+        assert await admin.fetchval("SELECT finished_at FROM tenant_deletion WHERE tenant_id = $1", tenant.id) is None
+        await running.execute("SELECT pg_advisory_unlock($1, hashtext('mail-outbox'))", JOB_LOCKS)
+        assert await asyncio.wait_for(deletion, 30) == 0
+    finally:
+        await running.close()
+    assert await admin.fetchval("SELECT finished_at FROM tenant_deletion WHERE tenant_id = $1", tenant.id)
