@@ -46,7 +46,7 @@ import asyncpg
 from asn1crypto import tsp
 
 from app.audit.anchor_check import INVALID, authority, latest_and_usable
-from app.audit.verify import GENESIS, walk_range
+from app.audit.verify import GENESIS, walk_ranges
 from app.config import Settings
 from app.db import tenant_transaction
 
@@ -209,12 +209,18 @@ async def vouch(pool: asyncpg.Pool, tenant_id: UUID, head: asyncpg.Record, setti
             _unverified(f"the previous anchor (seq {latest.seq}) has a token that does not verify: {latest.token.why}",
                         tenant_id)
         start, prev = (latest.seq + 1, latest.row_hash) if latest is not None else (1, GENESIS)
-        walked = await walk_range(conn, tenant_id, start, head["seq"], settings.verify_batch,
-                                  frozenset([head["seq"]]), prev)
-    if walked.broken_at is not None:
-        _unverified(f"seq {walked.broken_at} does not verify ({walked.reason}); "
+        # A first anchor of a long chain walks it in worker processes, as verification does.
+        broken = [r for r in await walk_ranges(conn, tenant_id, start, head["seq"], prev,
+                                               batch=settings.verify_batch, workers=settings.verify_workers,
+                                               dsn=settings.runtime_database_url)
+                  if r.broken_at is not None]
+        walked_head = await conn.fetchval("SELECT row_hash FROM audit_log WHERE tenant_id = $1 AND seq = $2",
+                                          tenant_id, head["seq"])
+    if broken:
+        first = min(broken, key=lambda r: r.broken_at)
+        _unverified(f"seq {first.broken_at} does not verify ({first.reason}); "
                     f"seq {start}..{head['seq']} not anchored", tenant_id)
-    if head["seq"] >= start and walked.seen.get(head["seq"]) != bytes(head["row_hash"]):
+    if walked_head is None or bytes(walked_head) != bytes(head["row_hash"]):
         _unverified(f"seq {head['seq']} no longer holds the head's row_hash", tenant_id)
 
 

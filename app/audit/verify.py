@@ -319,7 +319,7 @@ async def verify_chain(
         )
         from_anchor = usable is not None and not full
         start, prev = (usable.seq + 1, usable.row_hash) if from_anchor else (1, GENESIS)
-        results = await _walk(conn, tenant_id, start, end, prev, batch=batch, workers=workers, dsn=dsn,
+        results = await walk_ranges(conn, tenant_id, start, end, prev, batch=batch, workers=workers, dsn=dsn,
                               parallel_from=parallel_from)
         # Rows before the anchor are not walked; a deleted one still shows in the count.
         gap = await _first_gap(conn, tenant_id, end) if from_anchor and total != end else None
@@ -346,8 +346,8 @@ async def verify_chain(
         mode="from_anchor" if from_anchor else "full", checked_from=start, anchor=latest)
 
 
-async def _walk(conn: asyncpg.Connection, tenant_id: UUID, start: int, end: int, prev: bytes, *, batch: int,
-                workers: int, dsn: str | None, parallel_from: int) -> list[RangeResult]:
+async def walk_ranges(conn: asyncpg.Connection, tenant_id: UUID, start: int, end: int, prev: bytes, *, batch: int,
+                      workers: int = 1, dsn: str | None = None, parallel_from: int = 50_000) -> list[RangeResult]:
     """Walk start..end here, or split across worker processes in this transaction's snapshot when it is long."""
     if start > end:
         return []
