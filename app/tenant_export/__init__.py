@@ -20,10 +20,11 @@ later is exported without anyone remembering to list it.
 Values: JSON as PostgreSQL's to_jsonb writes them (timestamps ISO 8601 with
 their offset, uuids as strings, arrays as arrays); bytea as a string of
 "\\x" and lower-case hex (how PostgreSQL prints bytea; the import reads it
-back as it is). In CSV: text as is, NULL as an empty field, booleans
-true/false, arrays and JSON values as their JSON text, bytea as in JSON. The
-JSON files are the exact ones (CSV cannot tell NULL from ''); the import reads
-them.
+back as it is). In CSV: text as is, except that text a spreadsheet would
+run as a formula (starting with = + - @, a tab or CR) gets a leading ', NULL
+as an empty field, numbers as written, booleans true/false, arrays and JSON
+values as their JSON text, bytea as in JSON. The JSON files are the exact ones
+(CSV cannot tell NULL from ''); the import reads them.
 
 Left out, because they must never leave the service (LEFT_OUT_TABLES,
 LEFT_OUT_COLUMNS; the manifest lists them with these reasons):

@@ -88,14 +88,24 @@ class _Member:
         return {"path": self.path, "size": self._size, "sha256": self._digest.hexdigest()}
 
 
+class _Number(str):
+    """A JSON number as written: the CSV shows what the JSON holds, not a float's rounding."""
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, _Number):
+        return value
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+    # Text a spreadsheet would run as a formula is quoted with a leading ' (as app.exceptions.query.to_csv does).
+    return "'" + value if value[:1] in _FORMULA_STARTS else value
 
 
 def _csv_line(values: list) -> bytes:
@@ -124,8 +134,7 @@ async def _write_table(conn: asyncpg.Connection, archive: zipfile.ZipFile, table
         async for (text,) in conn.cursor(_select(table), *args, prefetch=CURSOR_PREFETCH):
             await as_json.write((b"\n" if first else b",\n") + text.encode("utf-8"))
             first = False
-            # Numbers stay as written: the CSV shows what the JSON holds, not a float's rounding.
-            row = json.loads(text, parse_float=str, parse_int=str)
+            row = json.loads(text, parse_float=_Number, parse_int=_Number)
             pending += _csv_line([row.get(c) for c in table.columns])
             if len(pending) >= FLUSH:
                 await asyncio.to_thread(csv_copy.write, bytes(pending))

@@ -120,3 +120,19 @@ async def test_no_credential_leaves(archive, admin, tenant):
 async def test_another_tenants_rows_are_not_in_it(archive, populated):
     for path, data in archive.items():
         assert populated.canary.encode() not in data, path
+
+
+async def test_csv_cells_a_spreadsheet_would_run_are_quoted_and_json_keeps_them_exact(pool, settings, admin, tenant,
+                                                                                      populated):
+    await admin.execute("UPDATE exception SET title = '=HYPERLINK(\"http://evil.example\")', likelihood = 2"
+                        " WHERE tenant_id = $1", tenant.id)
+    store = open_store(settings)
+    out = io.BytesIO()
+    try:
+        await write_archive(pool, store, settings, tenant.id, out)
+    finally:
+        await store.close()
+    archive = members(out.getvalue())
+    line = next(csv.DictReader(io.StringIO(archive["tables/exception.csv"].decode("utf-8"))))
+    assert line["title"] == "'=HYPERLINK(\"http://evil.example\")" and line["likelihood"] == "2"
+    assert json_rows(archive, "exception")[0]["title"] == "=HYPERLINK(\"http://evil.example\")"
