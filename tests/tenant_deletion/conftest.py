@@ -16,6 +16,7 @@ import pytest
 from app import mail, notifications
 from app.cli import main
 from app.db import tenant_transaction
+from app.storage import new_object_name, open_store
 from app.tenants import Tenant
 from tests.evidence.conftest import make_team, site, upload
 from tests.evidence.helpers import CLEAN, SENSITIVE, an_exception, evidence_id_from
@@ -58,8 +59,9 @@ def cli(admin_url, tmp_path, monkeypatch):
     return exceptao
 
 
-async def populate(site, admin, pool, tenant: Tenant, *, files: int = 2) -> World:
-    """Three people signed in; an exception with a person's address in its title; evidence; mail; a notification."""
+async def populate(site, admin, pool, tenant: Tenant, settings, *, files: int = 2) -> World:
+    """Three people signed in; an exception with a person's address in its title; evidence; an export archive
+    in the object store; mail; a notification. `settings` name the store the site uses."""
     team = await make_team(site, admin, tenant)
     emails = [r["email"] for r in await admin.fetch("SELECT email FROM app_user WHERE tenant_id = $1", tenant.id)]
     world = World(tenant, team, emails)
@@ -70,10 +72,29 @@ async def populate(site, admin, pool, tenant: Tenant, *, files: int = 2) -> Worl
         response = await upload(team["Rhea"].browser, parent, f"export {n}.txt", (CLEAN, SENSITIVE)[n % 2])
         evidence_id = evidence_id_from(response)
         world.objects.append(await admin.fetchval("SELECT object_name FROM evidence WHERE id = $1", evidence_id))
+    world.objects.append(await an_export_archive(admin, tenant, team["Olga"].id, settings))
     async with tenant_transaction(pool, tenant.id) as conn:
         await mail.queue(conn, team["Olga"].id, "A reminder", f"Hello {emails[1]}, an exception waits for you.")
         await notifications.notify(conn, team["Olga"].id, "reminder", "An exception waits for you.")
     return world
+
+
+async def an_export_archive(admin, tenant: Tenant, requested_by: UUID, settings) -> str:
+    """A finished tenant export (sql/0020) whose archive is in the object store, as the export job leaves it."""
+    name = new_object_name("export")
+    store = open_store(settings)
+    try:
+        async def archive():
+            yield b"an encrypted archive stands here"
+
+        size = await store.put(name, archive())
+    finally:
+        await store.close()
+    await admin.execute(
+        "INSERT INTO tenant_export (tenant_id, requested_by, state, started_at, object_key, size, sha256,"
+        " finished_at, expires_at) VALUES ($1, $2, 'done', now(), $3, $4, $5, now(), now() + interval '7 days')",
+        tenant.id, requested_by, name, size, bytes(32))
+    return name
 
 
 async def counts(admin, tenant_id) -> dict[str, int]:

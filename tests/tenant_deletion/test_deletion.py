@@ -50,7 +50,7 @@ async def test_deletion_waits_for_the_end_and_the_retention_period(cli, admin, t
 
 
 async def test_dry_run_lists_everything_and_changes_nothing(cli, site, admin, pool, tenant, settings, capsys):
-    world = await populate(site, admin, pool, tenant)
+    world = await populate(site, admin, pool, tenant, settings)
     before = await counts(admin, tenant.id)
     assert await cli("tenant", "delete", tenant.slug, "--dry-run") == 0    # listed even before the period is over
     plan = printed(capsys)
@@ -66,6 +66,7 @@ async def test_dry_run_lists_everything_and_changes_nothing(cli, site, admin, po
     # Pseudonymising records an erasure per identity (app.audit.erasure), which the deletion then removes too.
     assert plan["delete"]["rows"] == {**expected, "erasure": 3}
     assert expected["app_user"] == 3 and expected["evidence"] == 2 and expected["mail_outbox"] == 1
+    assert expected["tenant_export"] == 1
     assert sorted(plan["delete"]["objects"]["names"]) == sorted(world.objects)
     assert plan["delete"]["mail_queue"] == 1 and plan["delete"]["notifications"] == 1
     assert plan["delete"]["data_keys"] == 1
@@ -81,8 +82,8 @@ async def test_dry_run_lists_everything_and_changes_nothing(cli, site, admin, po
 async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, pool, settings, make_tenant, capsys):
     doomed = await make_tenant("doomed")
     neighbour = await make_tenant("neighbour")
-    world = await populate(site, admin, pool, doomed)
-    next_door = await populate(site, admin, pool, neighbour, files=1)
+    world = await populate(site, admin, pool, doomed, settings)
+    next_door = await populate(site, admin, pool, neighbour, settings, files=1)
     await ended_days_ago(cli, doomed, 31)
     capsys.readouterr()
     before = await counts(admin, doomed.id)
@@ -95,7 +96,7 @@ async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, po
 
     assert await cli("tenant", "delete", doomed.slug) == 0
     report = printed(capsys)
-    assert report["deleted"]["objects"] == 2 and report["already_deleted"] is False
+    assert report["deleted"]["objects"] == 3 and report["already_deleted"] is False   # two evidence files, an export
     assert report["deleted"]["rows"] == plan["delete"]["rows"]            # the dry run said exactly this
     assert {t: n for t, n in report["deleted"]["rows"].items() if t != "erasure"} == {
         t: n for t, n in before.items() if t not in AUDIT_KEPT | {"audit_pending", "erasure"}}
@@ -118,7 +119,7 @@ async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, po
     last = await admin.fetchrow("SELECT action, data FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
                                 doomed.id)
     assert last["action"] == "tenant:tenant:delete"
-    assert json.loads(last["data"])["objects"] == 2 and json.loads(last["data"])["rows"]["app_user"] == 3
+    assert json.loads(last["data"])["objects"] == 3 and json.loads(last["data"])["rows"]["app_user"] == 3
 
     # Nobody's address is anywhere in the database.
     for email in world.emails:

@@ -18,7 +18,7 @@ from tests.web import Browser
 
 
 async def test_a_run_the_store_stopped_is_run_again(cli, site, admin, pool, tenant, settings, capsys):
-    world = await populate(site, admin, pool, tenant)
+    world = await populate(site, admin, pool, tenant, settings)
     await ended_days_ago(cli, tenant, 40)
     capsys.readouterr()
     before = await counts(admin, tenant.id)
@@ -39,7 +39,7 @@ async def test_a_run_the_store_stopped_is_run_again(cli, site, admin, pool, tena
     shutil.rmtree(stuck)
     assert await cli("tenant", "delete", tenant.slug) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["deleted"]["objects"] == 2 and report["deleted"]["rows"]["evidence"] == 2
+    assert report["deleted"]["objects"] == 3 and report["deleted"]["rows"]["evidence"] == 2
     after = await counts(admin, tenant.id)
     assert {t: n for t, n in after.items() if n and t not in AUDIT_KEPT} == {}
     assert not any(in_store(settings.storage_dir, name) for name in world.objects)
@@ -51,7 +51,7 @@ async def test_a_run_the_store_stopped_is_run_again(cli, site, admin, pool, tena
 
 
 async def test_objects_in_s3_are_removed(s3_providers, site, admin, pool, tenant, settings):
-    """Evidence in an S3 bucket (a moto server): deletion removes each object from the bucket."""
+    """Evidence and an export archive in an S3 bucket (a moto server): deletion removes each from the bucket."""
     from datetime import datetime, timedelta, timezone
 
     from tests.evidence.conftest import serving
@@ -59,7 +59,7 @@ async def test_objects_in_s3_are_removed(s3_providers, site, admin, pool, tenant
     provider = s3_providers["r2"]
     on_bucket = await on_s3(settings, provider)
     async with serving(on_bucket) as s3_site:
-        world = await populate(s3_site, admin, pool, tenant, files=1)
+        world = await populate(s3_site, admin, pool, tenant, on_bucket, files=1)
     await admin.execute("UPDATE tenant SET ended_at = now() - interval '31 days' WHERE id = $1", tenant.id)
     async with provider.client() as s3:
         await s3.head_object(Bucket=on_bucket.s3_bucket, Key=world.objects[0])    # there before
@@ -70,7 +70,7 @@ async def test_objects_in_s3_are_removed(s3_providers, site, admin, pool, tenant
                                        now=datetime.now(timezone.utc) + timedelta(seconds=1))
     finally:
         await store.close()
-    assert deletion.objects == 1 and deletion.finished_at is not None
+    assert deletion.objects == 2 and deletion.finished_at is not None      # the evidence file and the export
     async with provider.client() as s3:
         listed = await s3.list_objects_v2(Bucket=on_bucket.s3_bucket)
     assert listed.get("KeyCount", 0) == 0
