@@ -22,8 +22,7 @@ SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnames
 """
 
 
-@pytest.fixture
-async def archive(pool, settings, tenant, populated) -> dict[str, bytes]:
+async def archive_of(pool, settings, tenant) -> dict[str, bytes]:
     store = open_store(settings)
     out = io.BytesIO()
     try:
@@ -31,6 +30,11 @@ async def archive(pool, settings, tenant, populated) -> dict[str, bytes]:
     finally:
         await store.close()
     return members(out.getvalue())
+
+
+@pytest.fixture
+async def archive(pool, settings, tenant, populated) -> dict[str, bytes]:
+    return await archive_of(pool, settings, tenant)
 
 
 def manifest_of(archive: dict[str, bytes]) -> dict:
@@ -126,13 +130,7 @@ async def test_csv_cells_a_spreadsheet_would_run_are_quoted_and_json_keeps_them_
                                                                                       populated):
     await admin.execute("UPDATE exception SET title = '=HYPERLINK(\"http://evil.example\")', likelihood = 2"
                         " WHERE tenant_id = $1", tenant.id)
-    store = open_store(settings)
-    out = io.BytesIO()
-    try:
-        await write_archive(pool, store, settings, tenant.id, out)
-    finally:
-        await store.close()
-    archive = members(out.getvalue())
+    archive = await archive_of(pool, settings, tenant)
     line = next(csv.DictReader(io.StringIO(archive["tables/exception.csv"].decode("utf-8"))))
     assert line["title"] == "'=HYPERLINK(\"http://evil.example\")" and line["likelihood"] == "2"
     assert json_rows(archive, "exception")[0]["title"] == "=HYPERLINK(\"http://evil.example\")"
