@@ -64,7 +64,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         if args.tenant_command == "end":
             return await _end(admin, args)
         if args.dry_run:
-            print(json.dumps(await plan_deletion(admin, args.slug, now=datetime.now(timezone.utc)), indent=2))
+            print(json.dumps(await plan_deletion(admin, args.slug, actor=ACTOR, now=datetime.now(timezone.utc)), indent=2))
             return 0
         return await _delete(admin, settings, args.slug)
     except DeletionRefused as exc:

@@ -88,7 +88,6 @@ class Removal:
 
     rows: dict[str, int]
     objects: list[str]
-    kept: dict[str, int]
     pseudonymised: int
 
 
@@ -98,11 +97,23 @@ async def _remove_data(admin: asyncpg.Connection, tenant: TenantRow) -> Removal:
     if await admin.fetchval("SELECT count(*) FROM audit_pii WHERE tenant_id = $1 AND salt IS NOT NULL", tenant.id):
         raise RuntimeError("audit_pii still holds identities after pseudonymisation; nothing was deleted")
     rows, objects = await _empty_tables(admin, tenant.id)
+    return Removal(rows, objects, pseudonymised)
+
+
+async def _record_deletion(admin: asyncpg.Connection, tenant: TenantRow, removal: Removal, actor: str) -> dict:
+    """Append the deletion to the tenant's chain (counts only); what is kept, its own event included."""
+    # The chain's last word on the tenant. It joins the chain at commit, after the pseudonymisation's event.
+    await record(admin, AuditAction.TENANT_DELETE, actor=actor, target=Target("tenant", str(tenant.id)),
+                 data={"rows": removal.rows, "objects": len(removal.objects),
+                       "audit_pii_pseudonymised": removal.pseudonymised,
+                       "ended_at": tenant.ended_at.isoformat() if tenant.ended_at else None})
     kept = {name: await count_rows(admin, tenant.id, name) for name in AUDIT}
-    return Removal(rows, objects, kept, pseudonymised)
+    # Events recorded in this transaction wait in audit_pending until its commit moves them into the chain.
+    kept["audit_log"] += await count_rows(admin, tenant.id, "audit_pending")
+    return {**kept, "audit_pii_pseudonymised": removal.pseudonymised}
 
 
-async def plan_deletion(admin: asyncpg.Connection, slug: str, *, now: datetime) -> dict:
+async def plan_deletion(admin: asyncpg.Connection, slug: str, *, actor: str, now: datetime) -> dict:
     """What `delete_tenant` would remove and keep, as JSON; changes nothing.
 
     Exact because it is the deletion itself, rehearsed in a transaction that is
@@ -115,6 +126,7 @@ async def plan_deletion(admin: asyncpg.Connection, slug: str, *, now: datetime) 
         tenant = await tenant_row(admin, slug)
         done = await _record(admin, tenant)
         removal = await _remove_data(admin, tenant)
+        kept = await _record_deletion(admin, tenant, removal, actor)
     finally:
         await rehearsal.rollback()
     allowed = tenant.ended_at is not None and now > allowed_from(tenant.ended_at)
@@ -133,8 +145,7 @@ async def plan_deletion(admin: asyncpg.Connection, slug: str, *, now: datetime) 
             "data_keys": removal.rows.get("tenant_key", 0),
         },
         "keep": {
-            **removal.kept,
-            "audit_pii_pseudonymised": removal.pseudonymised,
+            **kept,
             "tenant": "the row stays, marked deleted, its name replaced; the slug is never reused",
             "tenant_deletion": KEPT["tenant_deletion"],
         },
@@ -188,17 +199,11 @@ async def delete_tenant(admin: asyncpg.Connection, store: ObjectStore, slug: str
         await _remove_objects(store, removal.objects)
         await admin.execute("UPDATE tenant SET name = $2, audit_public = false WHERE id = $1",
                             tenant.id, DELETED_NAME)
+        kept = await _record_deletion(admin, tenant, removal, actor)
         await admin.execute(
             "UPDATE tenant_deletion SET finished_at = clock_timestamp(), rows = $2::jsonb, objects = $3,"
             " kept = $4::jsonb WHERE tenant_id = $1",
-            tenant.id, _json(removal.rows), len(removal.objects),
-            _json({**removal.kept, "audit_pii_pseudonymised": removal.pseudonymised}))
-        # The chain's own last word on the tenant: counts only. It joins the chain at commit, after the
-        # pseudonymisation's event, and is itself kept.
-        await record(admin, AuditAction.TENANT_DELETE, actor=actor, target=Target("tenant", str(tenant.id)),
-                     data={"rows": removal.rows, "objects": len(removal.objects),
-                           "audit_pii_pseudonymised": removal.pseudonymised,
-                           "ended_at": tenant.ended_at.isoformat()})
+            tenant.id, _json(removal.rows), len(removal.objects), _json(kept))
         return await _record(admin, tenant)
 
 
