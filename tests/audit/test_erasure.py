@@ -4,6 +4,7 @@ the verdict counts the erased rows, and the erasure is on record with its legal 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date, timedelta
 from uuid import UUID
 
@@ -88,7 +89,8 @@ def erase(pool, tenant, email: str, **kwargs):
 
 
 async def test_after_erasure_the_chain_verifies_and_the_address_is_nowhere(site, admin, pool, tenant):
-    browser, email, user_id, token = await person(site, admin, pool, tenant, "Jan Kowalski")
+    name = f"Jan Kowalski {uuid.uuid4().hex[:6]}"  # only his: the search spans the other tests' tenants too
+    browser, email, user_id, token = await person(site, admin, pool, tenant, name)
     _, other_email, _, _ = await person(site, admin, pool, tenant, "Ola Nowak")
     assert await places_holding(admin, email)  # the search finds an address where one is
     before = await pii_rows(admin, tenant)
@@ -98,12 +100,12 @@ async def test_after_erasure_the_chain_verifies_and_the_address_is_nowhere(site,
 
     async with tenant_transaction(pool, tenant.id, readonly=True) as conn:
         asked = await preview(conn, email.upper())
-    assert asked.audit_rows == len(his) and asked.account_id == user_id and asked.account_name == "Jan Kowalski"
+    assert asked.audit_rows == len(his) and asked.account_id == user_id and asked.account_name == name
 
     erasure = await erase(pool, tenant, email.upper(), reference="DSR-2026-017")
 
     assert await places_holding(admin, email) == []
-    assert await places_holding(admin, "Jan Kowalski") == []
+    assert await places_holding(admin, name) == []
     verdict = await verify_chain(pool, tenant.id)
     assert verdict.ok and verdict.broken_at is None
     assert verdict.erased_rows == erasure.audit_rows == len(his)
