@@ -29,10 +29,15 @@ SELECT isolate_by_tenant('erasure');
 GRANT SELECT, INSERT ON erasure TO exceptao_app;      -- a record of an erasure is never changed
 GRANT SELECT ON erasure TO exceptao_operator;
 
--- A case-insensitive regular expression matching exactly the text `s`.
+-- A case-insensitive regular expression matching the address `s` where it
+-- stands as a whole address: not inside a longer one (bjan@example.com or
+-- jan@example.com.pl are other people's).
 CREATE FUNCTION erasure_literal(s text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT '(?i)' || regexp_replace(s, '([^[:alnum:]])', '\\\1', 'g') $$;
+AS $$
+    SELECT '(?i)(?<![[:alnum:]._%+-])' || regexp_replace(s, '([^[:alnum:]])', '\\\1', 'g')
+        || '(?![[:alnum:]_-]|\.[[:alnum:]])'
+$$;
 
 -- The current tenant's audit_pii rows of one person, not yet erased: those
 -- whose email is `p_email` (any case), and those their account `p_user` acted

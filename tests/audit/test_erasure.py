@@ -238,3 +238,15 @@ async def test_pseudonymise_everyone_gives_each_identity_its_own_tombstone(site,
     recorded = await admin.fetch("SELECT basis, requested_by FROM erasure WHERE tenant_id = $1", tenant.id)
     assert len(recorded) == len({r["email"] for r in after.values()})
     assert {r["requested_by"] for r in recorded} == {"system:pseudonymise"}
+
+
+async def test_a_longer_address_containing_it_is_somebody_else_s(site, admin, pool, tenant):
+    _, email, user_id, _ = await person(site, admin, pool, tenant, "Jan Kowalski")
+    text = f"Ask {email.upper()}, or team-{email} and {email}.pl; not {email}x."
+    async with tenant_transaction(pool, tenant.id) as conn:
+        await conn.execute("INSERT INTO notification (tenant_id, user_id, kind, text) VALUES ($1, $2, 'reminder', $3)",
+                           tenant.id, user_id, text)
+    erasure = await erase(pool, tenant, email)
+    notes = await admin.fetch("SELECT text FROM notification WHERE tenant_id = $1 AND text LIKE 'Ask %'", tenant.id)
+    assert [n["text"] for n in notes] == [
+        f"Ask {erasure.tombstone}, or team-{email} and {email}.pl; not {email}x."]
