@@ -105,7 +105,8 @@ def test_serve_on_the_embedded_default_and_restart_with_the_same_data(tmp_path):
         wait_healthy(base, process)
         status, first = get(base + "/api/audit/verify", {"X-Tenant": "acme"})
         assert status == 200
-        assert set(first) == {"ok", "total_rows", "head", "last_anchor_at", "broken_at"}
+        assert set(first) == {"ok", "total_rows", "head", "last_anchor_at", "broken_at", "mode", "checked_from",
+                              "erased_rows", "anchor"}
         assert first["ok"] is True and first["total_rows"] >= 1
     finally:
         output = stop(process) if process.poll() is None else process.stdout.read()
