@@ -13,6 +13,7 @@ from app.audit.anchor import RETRY_FIRST, AnchorFailed, anchor_tenant
 from tests.audit.test_anchor import append
 from tests.conftest import tampering
 from tests.views.test_admin import member
+from tests.views.test_job_health import no_inline_script_or_style
 from tests.views.test_tokens import give_role
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
@@ -40,10 +41,6 @@ def section(page: str, name: str) -> str:
     match = re.search(rf'<section class="card" id="{name}">(.*?)</section>', page, re.S)
     assert match, f"no section {name}"
     return match.group(1)
-
-
-def no_inline_script_or_style(page: str) -> bool:
-    return not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", page)
 
 
 async def test_an_auditor_sees_the_verdict_from_the_latest_anchor_and_can_ask_for_every_row(
