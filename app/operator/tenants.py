@@ -16,6 +16,7 @@ import asyncpg
 
 from app.audit import AuditAction, Pii, Target, record
 from app.audit.events import operator_actor
+from app.audit.anchor_check import authority
 from app.audit.verify import Verdict, verify_chain
 from app.config import Settings
 from app.db import tenant_transaction
@@ -107,7 +108,7 @@ async def verify(pool: asyncpg.Pool, settings: Settings, tenant_id: UUID, operat
     if not await pool.fetchval("SELECT EXISTS (SELECT FROM tenant WHERE id = $1)", tenant_id):
         return None
     verdict = await verify_chain(pool, tenant_id, batch=settings.verify_batch, workers=settings.verify_workers,
-                                 dsn=settings.operator_pool_url)
+                                 dsn=settings.operator_pool_url, authority=authority(settings))
     await pool.execute(
         """
         INSERT INTO tenant_chain_status AS s (tenant_id, checked_at, checked_by, ok, total_rows, broken_at, detail)
