@@ -320,7 +320,7 @@ async def verify_chain(
         from_anchor = usable is not None and not full
         start, prev = (usable.seq + 1, usable.row_hash) if from_anchor else (1, GENESIS)
         results = await walk_ranges(conn, tenant_id, start, end, prev, batch=batch, workers=workers, dsn=dsn,
-                              parallel_from=parallel_from)
+                                    parallel_from=parallel_from)
         # Rows before the anchor are not walked; a deleted one still shows in the count.
         gap = await _first_gap(conn, tenant_id, end) if from_anchor and total != end else None
 
