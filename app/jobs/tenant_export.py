@@ -33,10 +33,14 @@ class ExportFailed(RuntimeError):
 
 
 async def export_tenant(pool: asyncpg.Pool, tenant_id: UUID, now: datetime, settings: Settings) -> dict[str, int]:
+    async with tenant_transaction(pool, tenant_id) as conn:
+        interrupted = await requests.fail_interrupted(conn)
+        busy = await requests.has_work(conn, now)
+    if not busy:
+        # Most tenants, most minutes: one short transaction, and no connection to the object store.
+        return {"exports_interrupted": interrupted}
     store = open_store(settings)
     try:
-        async with tenant_transaction(pool, tenant_id) as conn:
-            interrupted = await requests.fail_interrupted(conn)
         made, failed = 0, []
         while True:
             async with tenant_transaction(pool, tenant_id) as conn:

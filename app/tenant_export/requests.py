@@ -101,6 +101,14 @@ async def fail_interrupted(conn: asyncpg.Connection) -> int:
     return len(ids)
 
 
+async def has_work(conn: asyncpg.Connection, now: datetime) -> bool:
+    """Whether an export waits to be made, or a finished archive to be deleted."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM tenant_export WHERE state = 'queued')"
+        " OR EXISTS (SELECT FROM tenant_export WHERE state = 'done' AND object_key IS NOT NULL AND expires_at <= $1)",
+        now)
+
+
 async def claim_next(conn: asyncpg.Connection) -> UUID | None:
     """The oldest queued export, now 'running'; None when none waits (or another transaction holds it)."""
     export_id = await conn.fetchval("SELECT id FROM tenant_export WHERE state = 'queued'"
