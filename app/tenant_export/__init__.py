@@ -57,7 +57,7 @@ LEFT_OUT_TABLES: dict[str, str] = {
     "recovery_code": "second-factor recovery codes (hashed): a bearer secret",
     "audit_pending": "a transient queue of events being committed; empty outside a transaction",
     "tenant_chain_status": "the operators' record of their last check of the chain; platform data naming an operator",
-    "tenant_deletion": "the platform's record of deleting this tenant (sql/0021); once it exists there is nothing to export",
+    "tenant_deletion": "the platform's record of deleting this tenant (sql/0021); after it nothing is left to export",
 }
 
 LEFT_OUT_COLUMNS: dict[str, dict[str, str]] = {

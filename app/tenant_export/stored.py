@@ -1,4 +1,4 @@
-"""A finished archive in object storage: encrypted with the tenant's data key on the way in, checked whole on the way out.
+"""A finished archive in object storage: encrypted with the tenant's key on the way in, checked whole on the way out.
 
 The archive holds all of a tenant's personal data, so it is stored like
 evidence: STREAM-encrypted (app.crypto.stream) under the tenant's current

@@ -1,4 +1,4 @@
-"""The tenant export screen (DPA 9.1): ask for an archive of all the organisation's data, watch it being made, download it.
+"""The tenant export screen (DPA 9.1): ask for an archive of all the organisation's data, watch it made, download it.
 
 tenant.admin in the whole organisation, as the rest of the admin area. The
 archive holds every person's data in the workspace, so asking for one and

@@ -1,4 +1,4 @@
-"""The export archive: its manifest matches its files, every tenant table is in it, secrets and other tenants are not."""
+"""The export archive: its manifest matches its files, every tenant table is in it, secrets and others' rows are not."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ async def test_no_credential_leaves(archive, admin, tenant):
                   "SELECT encode(binding, 'hex') FROM tenant_key WHERE tenant_id = $1"):
         secrets += [r[0] for r in await admin.fetch(query, tenant.id)]
     kinds = {"password": 5, "totp": 2, "token": 1, "session": 5, "key": 1}
-    assert len(secrets) >= sum(kinds.values()), "the tenant should hold every kind of secret for this test to mean anything"
+    assert len(secrets) >= sum(kinds.values()), "the tenant must hold every kind of secret for this to mean anything"
     for path, data in archive.items():
         text = data.decode("utf-8", "replace")
         for secret in secrets:

@@ -1,4 +1,7 @@
-"""`exceptao tenant export` then `exceptao tenant import` into an empty database: the same chain, the same head; a changed archive is refused."""
+"""`exceptao tenant export`, then `exceptao tenant import` into an empty database: the same chain, the same head.
+
+A changed archive is refused.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import os
 import uuid
 import zipfile
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
@@ -192,3 +197,35 @@ def test_the_command_line_exports_and_refuses_what_is_not_an_archive(admin_url, 
     assert main(["--data-dir", str(tmp_path), "tenant", "import", str(not_an_archive)]) == 1
     assert "cannot be read as a ZIP archive" in capsys.readouterr().err
     assert main(["--data-dir", str(tmp_path), "tenant", "export", "--tenant", "no-such", "--out", str(out)]) == 2
+
+
+async def test_anchors_and_personal_data_come_along_and_verify_from_the_anchor_there(
+        pool, tenant, settings, tsa, server_url, tmp_path, capsys):
+    """The anchor's token still vouches for the restored chain: verification from the anchor agrees with a full walk."""
+    from app.audit import AuditAction, Pii, Target, record
+    from app.audit.anchor import anchor_tenant
+    from app.audit.verify import verify_tenant
+
+    checked = replace(settings, tsa_url=tsa.url, tsa_ca_file=tsa.ca)
+    for k in range(2):
+        async with tenant_transaction(pool, tenant.id) as conn:
+            await record(conn, AuditAction.USER_CREATE, actor="system:test", target=Target("user", f"u{k}"),
+                         data={"k": k, "naïve": 1.5},
+                         pii=Pii(email=f"p{k}@example.com", ip="203.0.113.7", user_agent="ua"))
+        if k == 0:
+            assert await anchor_tenant(pool, tenant.id, datetime.now(timezone.utc), checked) == {"anchored": 1}
+    path = tmp_path / "anchored.zip"
+    assert await export_to_file(settings, tenant.slug, path) == 0
+    with zipfile.ZipFile(path) as archive:
+        head = json.loads(archive.read("manifest.json"))["chain_head"]
+    async with empty_database(server_url) as url:
+        there = replace(target(url, tmp_path / "elsewhere"), tsa_ca_file=tsa.ca)
+        assert await import_from_file(there, path) == 0
+        pool_there = await asyncpg.create_pool(url_for_role(url, "exceptao_app"), min_size=1, max_size=4)
+        try:
+            fast = await verify_tenant(pool_there, tenant.id, there)
+            full = await verify_tenant(pool_there, tenant.id, there, full=True)
+        finally:
+            await pool_there.close()
+    assert fast.ok and fast.mode == "from_anchor" and fast.head == head["hash"] and fast.total_rows == head["seq"]
+    assert full.ok and full.head == head["hash"] and full.erased_rows == 0

@@ -1,4 +1,4 @@
-"""The export screen and its job: who may ask, the step-up, queued -> running -> done as the polling fragment shows it, the download."""
+"""The export screen and its job: who may ask, the step-up, the polling fragment from queued to done, the download."""
 
 from __future__ import annotations
 
