@@ -10,6 +10,7 @@ import pytest
 from app.audit.verify import verify_tenant
 from app.jobs import for_each_tenant
 from app.tenants import TenantError, create_tenant
+from tests.audit.test_erasure import places_holding
 from tests.tenant_deletion.conftest import (AUDIT_KEPT, counts, ended_days_ago, in_store, populate)
 from tests.web import Browser
 
@@ -90,6 +91,7 @@ async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, po
     before = await counts(admin, doomed.id)
     neighbour_before = await counts(admin, neighbour.id)
     pii_rows = before["audit_pii"]
+    assert "mail_outbox.body" in await places_holding(admin, world.emails[1])     # the search finds what is there
 
     assert await cli("tenant", "delete", doomed.slug, "--dry-run") == 0
     plan = printed(capsys)
@@ -158,17 +160,3 @@ async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, po
     assert await cli("tenant", "end", doomed.slug, "--undo") == 1
     assert "is deleted" in capsys.readouterr().err
 
-
-async def places_holding(admin, text: str) -> list[str]:
-    """Every text, varchar, json and jsonb column of every table in which `text` appears (any case)."""
-    found = []
-    columns = await admin.fetch(
-        "SELECT format('%I.%I', table_schema, table_name) AS t, quote_ident(column_name) AS c"
-        "  FROM information_schema.columns"
-        " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
-        "   AND data_type IN ('text', 'character varying', 'json', 'jsonb')")
-    for col in columns:
-        if await admin.fetchval(
-                f"SELECT EXISTS (SELECT FROM {col['t']} WHERE strpos(lower({col['c']}::text), lower($1)) > 0)", text):
-            found.append(f"{col['t']}.{col['c']}")
-    return found
