@@ -87,6 +87,7 @@ class AuditAction(str, enum.Enum):
     TENANT_RESTORE = "tenant:tenant:restore"
     TENANT_END = "tenant:subscription:end"
     TENANT_RESUME = "tenant:subscription:resume"
+    TENANT_DELETE_START = "tenant:deletion:start"
     TENANT_DELETE = "tenant:tenant:delete"
     KEY_CREATE = "crypto:data_key:create"
     KEY_ROTATE = "crypto:kek:rotate"

@@ -39,7 +39,8 @@ def add_parsers(tenant: argparse._SubParsersAction) -> None:
     end = tenant.add_parser("end", help="record the end of a tenant's subscription; deletion is possible 30 days later")
     end.add_argument("slug")
     when = end.add_mutually_exclusive_group()
-    when.add_argument("--at", type=moment, metavar="DATE", help="when it ended or ends (default: now), UTC unless given")
+    when.add_argument("--at", type=moment, metavar="DATE",
+                      help="when it ended or ends (default: now), UTC unless given")
     when.add_argument("--undo", action="store_true", help="the subscription goes on: clear its end (before deletion)")
     delete = tenant.add_parser("delete", help="delete a tenant's data after its retention period, keeping the "
                                               "pseudonymised audit chain")
@@ -64,7 +65,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         if args.tenant_command == "end":
             return await _end(admin, args)
         if args.dry_run:
-            print(json.dumps(await plan_deletion(admin, args.slug, actor=ACTOR, now=datetime.now(timezone.utc)), indent=2))
+            plan = await plan_deletion(admin, args.slug, actor=ACTOR, now=datetime.now(timezone.utc))
+            print(json.dumps(plan, indent=2))
             return 0
         return await _delete(admin, settings, args.slug)
     except DeletionRefused as exc:

@@ -4,8 +4,8 @@ Runs as the administrator connection (`exceptao tenant delete`), in two steps
 so that a run stopped midway is simply run again:
 
 1. The start, committed at once: the tenant is marked deleted, which makes it
-   unreachable (its host answers 404, jobs skip it), and tenant_deletion
-   records when and by whom. Then it waits for the job runs that may have
+   unreachable (its host answers 404, jobs skip it), tenant_deletion records
+   when and by whom, and so does the tenant's chain. Then it waits for the job runs that may have
    begun before that.
 2. One transaction: every identity in audit_pii pseudonymised
    (app.audit.erasure), every row of every other tenant table deleted,
@@ -127,6 +127,8 @@ async def plan_deletion(admin: asyncpg.Connection, slug: str, *, actor: str, now
         done = await _record(admin, tenant)
         removal = await _remove_data(admin, tenant)
         kept = await _record_deletion(admin, tenant, removal, actor)
+        if done is None:
+            kept["audit_log"] += 1   # the event of the deletion's start, which a run commits first
     finally:
         await rehearsal.rollback()
     allowed = tenant.ended_at is not None and now > allowed_from(tenant.ended_at)
@@ -161,6 +163,8 @@ async def _start(admin: asyncpg.Connection, slug: str, *, actor: str, now: datet
             await admin.execute("INSERT INTO tenant_deletion (tenant_id, ended_at, started_by) VALUES ($1, $2, $3)",
                                 tenant.id, tenant.ended_at, actor)
             await admin.execute("UPDATE tenant SET deleted_at = $2 WHERE id = $1", tenant.id, now)
+            await record(admin, AuditAction.TENANT_DELETE_START, actor=actor, target=Target("tenant", str(tenant.id)),
+                         data={"ended_at": tenant.ended_at.isoformat()})
             started = await _record(admin, tenant)
     return tenant, started
 

@@ -71,8 +71,8 @@ async def test_dry_run_lists_everything_and_changes_nothing(cli, site, admin, po
     assert sorted(plan["delete"]["objects"]["names"]) == sorted(world.objects)
     assert plan["delete"]["mail_queue"] == 1 and plan["delete"]["notifications"] == 1
     assert plan["delete"]["data_keys"] == 1
-    # The chain gains two events: everyone pseudonymised, then the deletion.
-    assert plan["keep"]["audit_log"] == before["audit_log"] + 2 and plan["keep"]["audit_pii"] == before["audit_pii"]
+    # The chain gains three events: the deletion's start, everyone pseudonymised, the deletion.
+    assert plan["keep"]["audit_log"] == before["audit_log"] + 3 and plan["keep"]["audit_pii"] == before["audit_pii"]
     assert plan["keep"]["audit_pii_pseudonymised"] == before["audit_pii"] > 0
     assert not any(email in json.dumps(plan) for email in world.emails)
 
@@ -111,7 +111,7 @@ async def test_deletion_leaves_only_the_pseudonymised_chain(cli, site, admin, po
     assert after["audit_pii"] == pii_rows and after["tenant_deletion"] == 1
     assert report["kept"] == {"audit_log": after["audit_log"], "audit_anchor": 0, "audit_pii": pii_rows,
                               "audit_pii_pseudonymised": pii_rows}
-    assert after["audit_log"] == before["audit_log"] + 2    # everyone pseudonymised, then the deletion
+    assert after["audit_log"] == before["audit_log"] + 3    # the start, everyone pseudonymised, the deletion
     assert await admin.fetchval("SELECT count(*) FROM audit_pii WHERE tenant_id = $1 AND (salt IS NOT NULL"
                                 " OR email NOT LIKE 'actor_tombstone_%' OR user_agent IS NOT NULL)", doomed.id) == 0
 

@@ -32,7 +32,9 @@ async def test_a_run_the_store_stopped_is_run_again(cli, site, admin, pool, tena
     err = capsys.readouterr().err
     assert "the object store did not remove" in err and "run the command again" in err
     # Nothing of the database part happened, but the tenant is already out of reach.
-    assert await counts(admin, tenant.id) == {**before, "tenant_deletion": 1}
+    assert await counts(admin, tenant.id) == {**before, "tenant_deletion": 1, "audit_log": before["audit_log"] + 1}
+    assert await admin.fetchval("SELECT action FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+                                tenant.id) == "tenant:deletion:start"
     assert await admin.fetchval("SELECT finished_at FROM tenant_deletion WHERE tenant_id = $1", tenant.id) is None
     assert (await Browser(site.test_client(), f"{tenant.slug}.localhost").get("/signin")).status_code == 404
 
@@ -45,8 +47,8 @@ async def test_a_run_the_store_stopped_is_run_again(cli, site, admin, pool, tena
     assert not any(in_store(settings.storage_dir, name) for name in world.objects)
     actions = [r["action"] for r in await admin.fetch(
         "SELECT action FROM audit_log WHERE tenant_id = $1 AND action IN ('tenant:tenant:delete',"
-        " 'access:everyone:pseudonymise') ORDER BY seq", tenant.id)]
-    assert actions == ["access:everyone:pseudonymise", "tenant:tenant:delete"]   # once each, from the run that finished
+        " 'access:everyone:pseudonymise', 'tenant:deletion:start') ORDER BY seq", tenant.id)]
+    assert actions == ["tenant:deletion:start", "access:everyone:pseudonymise", "tenant:tenant:delete"]  # once each
     assert (await verify_tenant(pool, tenant.id, settings)).ok
 
 
