@@ -58,7 +58,9 @@ def authority(settings) -> Authority:
         return Authority(roots=load_roots(Path(path).read_bytes()))
     except (OSError, TokenInvalid) as exc:
         log.error("the TSA certificate file %s cannot be used: %s", path, exc)
-        return Authority(problem=f"the authority's certificates (EXCEPTAO_TSA_CA_FILE) cannot be used: {exc}")
+        # The verdict is public: the reason without the server's paths, which the log has.
+        return Authority(problem="the authority's certificates (EXCEPTAO_TSA_CA_FILE) cannot be read; "
+                                 "the server log says why")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ async def close_dead_runs(conn: asyncpg.Connection, settings: Settings, now: dat
             for run in runs:
                 error = (f"DeadRun: no end recorded {STUCK_AFTER.total_seconds() / 3600:g} h after its start "
                          f"({run['started_at']:%Y-%m-%d %H:%M:%S} UTC) and nobody runs the job: "
-                         "its instance stopped during the run")
+                         "its instance stopped during the run (closed by job-watch)")
                 updated = await conn.fetchval(
                     "UPDATE job_run SET finished_at = clock_timestamp(), outcome = 'failed', error = $2"
                     " WHERE id = $1 AND outcome = 'running' RETURNING true", run["id"], error)

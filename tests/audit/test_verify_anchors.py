@@ -227,3 +227,11 @@ def test_the_command_verifies_from_the_anchor_or_in_full(admin_url, app_url, tsa
     assert main(["verify", "--tenant", slug, "--full"]) == 0
     full = json.loads(capsys.readouterr().out)
     assert (full["mode"], full["checked_from"], full["ok"]) == ("full", 1, True)
+
+
+async def test_an_unreadable_ca_file_fails_the_anchor_without_naming_the_servers_paths(pool, tenant, checked, tmp_path):
+    anchored = await anchor_now(pool, tenant, checked)
+    missing = tmp_path / "secret-dir" / "ca.pem"
+    v = (await verify_tenant(pool, tenant.id, replace(checked, tsa_ca_file=missing))).as_json()
+    assert (v["ok"], v["broken_at"], v["reason"]) == (False, anchored, "anchor_token_invalid")
+    assert "cannot be read" in v["anchor"]["token_note"] and "secret-dir" not in json.dumps(v)
