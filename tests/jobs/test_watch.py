@@ -143,3 +143,16 @@ async def test_an_unsent_alert_backs_off_while_the_server_stays_down(pool, smtp,
     alert = await pool.fetchrow("SELECT attempts, next_attempt_at FROM job_alert WHERE job = $1", job.name)
     assert alert["attempts"] == 2
     assert alert["next_attempt_at"] >= now + RETRY_FIRST + RETRY_FIRST * 2
+
+
+async def test_operators_see_alert_mail_not_delivered_yet_and_tenant_admins_do_not(pool, smtp, mail_settings,
+                                                                                  operator_email):
+    from app.jobs.health import for_tenant_admins
+
+    job = a_job()
+    await run_job(pool, job.name, failing, settings=replace(mail_settings, smtp_port=closed_port()))
+    [health] = await job_health(pool, [job])
+    assert health.alerts_unsent == 1 and for_tenant_admins(health).alerts_unsent == 0
+    await watch_round(pool, mail_settings, [], datetime.now(timezone.utc) + RETRY_FIRST + timedelta(seconds=1))
+    [health] = await job_health(pool, [job])
+    assert health.alerts_unsent == 0
