@@ -85,10 +85,11 @@ class Preview:
     account_id: UUID | None
     account_name: str | None
     account_disabled: bool
+    text_rows: int          # records elsewhere whose free text holds the address
 
     @property
     def anything(self) -> bool:
-        return self.audit_rows > 0 or self.account_id is not None
+        return self.audit_rows > 0 or self.account_id is not None or self.text_rows > 0
 
 
 def _address(email: str | None) -> str:
@@ -125,14 +126,34 @@ async def _account(conn: asyncpg.Connection, email: str) -> asyncpg.Record | Non
                                " WHERE lower(email) = lower($1)", email)
 
 
+class _Rehearsed(Exception):
+    pass
+
+
+async def _text_rows(conn: asyncpg.Connection, email: str) -> int:
+    """How many records' free text holds the address: the replacement itself, rehearsed and rolled back."""
+    found = 0
+    try:
+        async with conn.transaction():  # a savepoint in the caller's transaction
+            found = await conn.fetchval("SELECT erase_address_in_text($1, $2)", email, tombstone_text(uuid.uuid4()))
+            raise _Rehearsed
+    except _Rehearsed:
+        pass
+    return found
+
+
 async def preview(conn: asyncpg.Connection, email: str) -> Preview:
-    """How many audit rows and which account an erasure of `email` would change; changes nothing."""
+    """How many audit rows, which account and how many other records an erasure of `email` would change.
+
+    Changes nothing: the free-text count is the replacement rehearsed in a
+    savepoint that is rolled back, so `conn` must not be read-only.
+    """
     email = _address(email)
     account = await _account(conn, email)
     rows = await conn.fetchval("SELECT count(*) FROM erasure_candidates($1, $2)",
                                email, account["id"] if account else None)
     return Preview(rows, account["id"] if account else None, account["display_name"] if account else None,
-                   bool(account and account["disabled"]))
+                   bool(account and account["disabled"]), await _text_rows(conn, email))
 
 
 async def _anonymise_account(conn: asyncpg.Connection, user_id: UUID, tombstone: str) -> int:

@@ -57,7 +57,7 @@ async def confirm():
     form = await request.form
     try:
         email, basis, reference = erasure.request_fields(form.get("email"), form.get("basis"), form.get("reference"))
-        async with tenant_transaction(pool(), g.tenant.id, readonly=True) as conn:
+        async with tenant_transaction(pool(), g.tenant.id) as conn:  # the preview rehearses and rolls back
             preview = await erasure.preview(conn, email)
         if not preview.anything:
             raise Refused(erasure.NOTHING, 404)

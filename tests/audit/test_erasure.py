@@ -108,9 +108,11 @@ async def test_after_erasure_the_chain_verifies_and_the_address_is_nowhere(site,
     hers = sorted(seq for seq, r in before.items() if r["email"] == other_email)
     assert len(his) >= 3 and hers
 
-    async with tenant_transaction(pool, tenant.id, readonly=True) as conn:
+    async with tenant_transaction(pool, tenant.id) as conn:
         asked = await preview(conn, email.upper())
     assert asked.audit_rows == len(his) and asked.account_id == user_id and asked.account_name == name
+    assert asked.text_rows == 3  # the exception, the mail and the notification; only counted, nothing changed
+    assert "exception.justification" in await places_holding(admin, email)
 
     erasure = await erase(pool, tenant, email.upper(), reference="DSR-2026-017")
 

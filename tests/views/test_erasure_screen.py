@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+import uuid
 
 from app.audit.erasure import DEFAULT_BASIS, NOTHING
 from app.audit.verify import verify_chain
@@ -152,3 +153,24 @@ async def test_an_administrator_cannot_erase_themselves(site, admin, pool, tenan
     refused = await browser.post("/admin/erasure", {"email": email, "basis": DEFAULT_BASIS})
     assert refused.status_code == 409 and "You cannot erase your own account" in shown(browser)
     assert await admin.fetchval("SELECT count(*) FROM erasure WHERE tenant_id = $1", tenant.id) == 0
+
+
+async def test_an_address_only_written_in_an_exception_can_be_erased_too(site, admin, pool, tenant):
+    _, email, _, _ = await person(site, admin, pool, tenant, "Jan Kowalski")
+    browser, _ = await administrator(site, admin, tenant)
+    vendor = f"joe.{uuid.uuid4().hex[:6]}@supplier.example"  # a vendor's contact, named in the text, with no account here
+    await admin.execute("UPDATE exception SET justification = justification || $2 WHERE tenant_id = $1",
+                        tenant.id, f" Vendor contact: {vendor}.")
+
+    await browser.post("/admin/erasure/confirm", {"email": vendor, "basis": DEFAULT_BASIS})
+    page = shown(browser)
+    assert "<strong>0</strong> audit records" in page and "No account in this workspace" in page
+    assert "<strong>1</strong> other record\n" in page and vendor in await admin.fetchval(
+        "SELECT justification FROM exception WHERE tenant_id = $1", tenant.id)
+
+    assert (await browser.post("/admin/erasure", {"email": vendor, "basis": DEFAULT_BASIS})).status_code == 303
+    assert await places_holding(admin, vendor) == [] and email.upper() in await admin.fetchval(
+        "SELECT justification FROM exception WHERE tenant_id = $1", tenant.id)
+    recorded = await admin.fetchrow("SELECT audit_rows, account_anonymised, other_records FROM erasure"
+                                    " WHERE tenant_id = $1", tenant.id)
+    assert tuple(recorded) == (0, False, 1)
