@@ -17,7 +17,11 @@ from tests.views.test_signin import sign_in
 
 @pytest.fixture
 async def probe(admin):
-    """A table of org-unit data made the way a migration makes one (scope_by_org_unit)."""
+    """A table of org-unit data made the way a migration makes one (scope_by_org_unit), dropped after.
+
+    Left behind, it would be a tenant table no migration knows: a tenant export
+    made later in the run holds it and cannot be imported into a fresh database.
+    """
     if await admin.fetchval("SELECT to_regclass('org_probe') IS NULL"):
         await admin.execute("""
             CREATE TABLE org_probe (tenant_id uuid NOT NULL, org_unit_id uuid NOT NULL, name text NOT NULL);
@@ -28,7 +32,8 @@ async def probe(admin):
             SELECT scope_by_org_unit('org_probe');
             GRANT SELECT, INSERT ON org_probe TO exceptao_app;
         """)
-    return "org_probe"
+    yield "org_probe"
+    await admin.execute("DROP TABLE org_probe")
 
 
 async def fill(admin, org) -> None:
