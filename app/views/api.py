@@ -13,6 +13,7 @@ from app.web.guards import requires
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_EVENTS = 1000
+MAX_SEQ = 2**63 - 1  # audit_log.seq is a bigint
 
 
 @blueprint.get("/me")
@@ -37,8 +38,8 @@ async def audit_events():
         limit = int(request.args.get("limit", str(MAX_EVENTS)))
     except ValueError:
         abort(400, "after and limit are whole numbers")
-    if after < 0 or not 1 <= limit <= MAX_EVENTS:
-        abort(400, f"after is 0 or more; limit is 1 to {MAX_EVENTS}")
+    if not 0 <= after <= MAX_SEQ or not 1 <= limit <= MAX_EVENTS:  # a bigint cannot hold more than MAX_SEQ
+        abort(400, f"after is 0 to {MAX_SEQ}; limit is 1 to {MAX_EVENTS}")
     async with tenant_transaction(pool(), g.tenant.id, readonly=True) as conn:
         rows = await conn.fetch(
             """

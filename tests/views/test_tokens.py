@@ -52,6 +52,8 @@ async def test_a_token_is_shown_once_stored_as_a_hash_and_speaks_for_its_owner(s
     assert body["user"]["email"] == email and body["capabilities"] == ["audit.read"]
     events = await api(browser, token, "/api/audit/events?limit=5")
     assert events.status_code == 200 and (await events.get_json())["events"][0]["seq"] == 1
+    beyond = await api(browser, token, f"/api/audit/events?after={2**64}")  # past a bigint: was a 500
+    assert beyond.status_code == 400 and "after is 0 to" in (await beyond.get_json())["message"]
     assert await admin.fetchval("SELECT last_used_at IS NOT NULL FROM api_token WHERE tenant_id = $1", tenant.id)
 
     actions = [r["action"] for r in await admin.fetch(
