@@ -102,6 +102,8 @@ async def signin():
     async def refuse(message: str, status: int):
         return await render("signin.html", email=email, message=message, notice=None, next=next_url, status=status)
 
+    if "\x00" in email:  # PostgreSQL text cannot hold NUL: no account has such an address
+        return await refuse("An email address cannot contain a NUL character.", 400)
     account = (g.tenant.id, email.lower())
     async with pool().acquire() as conn:
         if not (await throttle.allow(conn, key(), throttle.SIGNIN_PER_ADDRESS, client_address())

@@ -112,3 +112,10 @@ async def test_totp_secret_is_stored_encrypted(browser, admin, tenant):
     secret = totp_secret_from(browser.last_body)
     stored = await admin.fetchval("SELECT totp_secret FROM app_user WHERE email = $1", email)
     assert stored and secret.encode() not in stored and len(stored) > len(secret)
+
+
+async def test_a_nul_in_the_email_is_refused_with_the_form_kept(browser, admin, tenant):
+    await browser.get("/signin")
+    response = await browser.post("/signin", {"email": "uma\x00@example.com", "password": "x"})  # was a 500
+    assert response.status_code == 400 and "cannot contain a NUL" in browser.last_body
+    assert 'name="email"' in browser.last_body
