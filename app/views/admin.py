@@ -52,6 +52,8 @@ async def _submit(change, page, then, *, keep_form: bool = True):
     """
     form = await request.form
     try:
+        if any("\x00" in value for value in form.values()):  # PostgreSQL text cannot hold NUL
+            raise Refused("Text cannot contain a NUL character.")
         async with tenant_transaction(pool(), g.tenant.id) as conn:
             result = await change(conn, Admin(g.tenant.id, g.user.id), form)
     except Refused as refusal:

@@ -372,3 +372,11 @@ async def test_why_shows_every_path_through_nested_groups(site, admin, tenant):
 
     await browser.get(f"/admin/why?user={uma}&capability=tenant.admin")
     assert "No: tenant.admin" in browser.last_body and "No role of theirs" in browser.last_body
+
+
+async def test_a_nul_in_a_name_is_refused_not_a_500(site, admin, tenant):
+    browser, _ = await administrator(site, admin, tenant)
+    for page in ("/admin/groups", "/admin/units"):  # any form of the admin screens goes through the same check
+        await browser.get(page)
+        refused = await browser.post(page, {"name": "Sta\x00ff", "description": "everyone"})  # was a 500
+        assert refused.status_code == 422 and "cannot contain a NUL" in browser.last_body, page
