@@ -35,6 +35,9 @@ async def request_link():
     if g.tenant is None:
         return redirect("/", 303)
     email = (await request.form).get("email", "").strip()[:254]
+    if "\x00" in email:  # PostgreSQL text cannot hold NUL: no account has such an address
+        return await render("reset_request.html", email=email,
+                            message="An email address cannot contain a NUL character.", sent=None, status=400)
     if not (await throttle.allow(pool(), key(), throttle.RESET_PER_ADDRESS, client_address())
             and await throttle.allow(pool(), key(), throttle.RESET_PER_ACCOUNT, g.tenant.id, email.lower())):
         return await render("reset_request.html", email=email, message=TOO_MANY.format(wait="a few minutes"),

@@ -110,3 +110,9 @@ async def test_reset_link_expires_after_30_minutes(mail_site, smtp, admin, tenan
                         " expires_at = expires_at - interval '31 minutes' WHERE tenant_id = $1", tenant.id)
     assert (await browser.get(path)).status_code == 404
     assert (await browser.post(path, {"password": NEW_PASSWORD, "password_again": NEW_PASSWORD})).status_code == 404
+
+
+async def test_a_nul_in_the_address_is_refused_not_a_500(browser, tenant):
+    await browser.get("/reset")
+    response = await browser.post("/reset", {"email": "uma\x00@example.com"})  # was a 500
+    assert response.status_code == 400 and "cannot contain a NUL" in browser.last_body
