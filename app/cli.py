@@ -8,7 +8,7 @@ import functools
 import json
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -296,8 +296,9 @@ async def _erase_actor(settings: Settings, args) -> int:
     return 0
 
 
-async def _verify(settings: Settings, slug: str, *, full: bool = False) -> int:
-    from app.audit.verify import shutdown_workers, verify_tenant
+@asynccontextmanager
+async def _tenant_pool(settings: Settings, slug: str):
+    """The app's pool and the tenant named by slug (None, said on stderr, when there is none); the pool closes after."""
     from app.db import open_pool
     from app.tenants import tenant_by_slug
 
@@ -306,10 +307,20 @@ async def _verify(settings: Settings, slug: str, *, full: bool = False) -> int:
         tenant = await tenant_by_slug(pool, slug.lower())
         if tenant is None:
             print(f"no tenant {slug!r}", file=sys.stderr)
-            return 2
-        verdict = await verify_tenant(pool, tenant.id, settings, full=full)
+        yield pool, tenant
     finally:
         await pool.close()
+
+
+async def _verify(settings: Settings, slug: str, *, full: bool = False) -> int:
+    from app.audit.verify import shutdown_workers, verify_tenant
+
+    try:
+        async with _tenant_pool(settings, slug) as (pool, tenant):
+            if tenant is None:
+                return 2
+            verdict = await verify_tenant(pool, tenant.id, settings, full=full)
+    finally:
         shutdown_workers()
     print(json.dumps(verdict.as_json()))
     return 0 if verdict.ok else 1
@@ -317,14 +328,9 @@ async def _verify(settings: Settings, slug: str, *, full: bool = False) -> int:
 
 async def _audit_export(settings: Settings, slug: str, out: Path | None) -> int:
     from app.audit.bundle import record_export, write_bundle
-    from app.db import open_pool
-    from app.tenants import tenant_by_slug
 
-    pool = await open_pool(settings)
-    try:
-        tenant = await tenant_by_slug(pool, slug.lower())
+    async with _tenant_pool(settings, slug) as (pool, tenant):
         if tenant is None:
-            print(f"no tenant {slug!r}", file=sys.stderr)
             return 2
         # Written under a temporary name, renamed when whole: a half-written bundle never looks finished.
         partial = (out or Path(f"audit-bundle-{tenant.slug}.jsonl")).with_suffix(".partial")
@@ -337,8 +343,6 @@ async def _audit_export(settings: Settings, slug: str, out: Path | None) -> int:
             raise
         path = out or Path(f"audit-bundle-{tenant.slug}-seq{summary.head_seq or 0}.jsonl")
         partial.replace(path)
-    finally:
-        await pool.close()
     print(f"Wrote {path}: {summary.rows} rows up to seq {summary.head_seq} (head {summary.head_hash}), "
           f"{summary.anchors} anchors, {summary.certificates} certificates. "
           f"Check it anywhere with: exceptao audit verify-bundle {path}")
