@@ -2,8 +2,8 @@
 
 | variable | default | meaning |
 |---|---|---|
-| DATABASE_URL | unset: embedded PostgreSQL | administrator URL: migrations, tenant creation. Must be a superuser (roles, BYPASSRLS). |
-| APP_DATABASE_URL | DATABASE_URL with user exceptao_app, no password | the runtime pool; connects as the app role |
+| DATABASE_URL | unset: embedded PostgreSQL | administrator URL: migrations, tenant creation. Must be a superuser (roles, BYPASSRLS). Straight to PostgreSQL, not through pgbouncer: migrations, key rotation and tenant deletion hold session locks |
+| APP_DATABASE_URL | DATABASE_URL with user exceptao_app, no password | the runtime pool; connects as the app role; may go through pgbouncer in transaction pooling (with DATABASE_STATEMENT_CACHE 0) |
 | OPERATOR_DATABASE_URL | DATABASE_URL with user exceptao_operator, no password | the operator panel's own pool (BYPASSRLS); with neither set, no operator panel |
 | EXCEPTAO_DATA_DIR | per-user data dir (platformdirs) | embedded database and local files |
 | EXCEPTAO_HOST | 127.0.0.1 | address `exceptao serve` binds (ingress is outbound-only) |

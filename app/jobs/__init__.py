@@ -1,10 +1,14 @@
 """Background jobs: run in-process on a schedule, one instance at a time, on the record.
 
 Every run takes a PostgreSQL advisory lock named after the job, so with several
-app instances only one runs it; the others skip that round. Each run is a
-`job_run` row (sql/0007_jobs.sql): 'running', then 'ok' with what the work
-reports, or 'failed' with the error. Jobs that touch tenant data go tenant by
-tenant (`tenant_by_tenant`, `for_each_tenant`), each tenant in its own
+app instances only one runs it; the others skip that round. The lock is held
+in a transaction open for the whole run, so behind pgbouncer in transaction
+pooling it stays on one server connection: a running job occupies one of
+pgbouncer's server connections, and its pool needs room for every job that
+can run at once (seven) besides the requests. Each run is a `job_run` row
+(sql/0007_jobs.sql): 'running', then 'ok' with what the work reports, or
+'failed' with the error. Jobs that touch tenant data go tenant by tenant
+(`tenant_by_tenant`, `for_each_tenant`), each tenant in its own
 `app.db.tenant_transaction`. The work gets the pool, the job's clock `now`
 (what is due is decided by it, so tests pass their own) and the settings.
 """
@@ -96,31 +100,34 @@ async def run_job(pool: asyncpg.Pool, name: str, work: Work, *, settings: Settin
                   now: datetime | None = None) -> int | None:
     """Run `work` once under the job's lock; the job_run id, or None when another instance holds the lock."""
     now = now or datetime.now(timezone.utc)
-    async with pool.acquire() as lock_conn:
-        # Session-level, on a connection held for the whole run: the lock lasts
-        # exactly as long as the run, and dies with the connection if it breaks.
-        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", JOB_LOCKS, name):
+    # Transaction-level, in a transaction kept open on its own connection for
+    # the whole run: the lock lasts exactly as long as the run and dies with the
+    # connection if it breaks. Behind pgbouncer in transaction pooling only an
+    # open transaction keeps a server connection to itself; a session lock
+    # would be let go from whichever server came next, unlocking nothing, and
+    # stay held for good. The run's records go through the pool, so they are
+    # seen at once, not when the lock's transaction ends.
+    async with pool.acquire() as lock_conn, lock_conn.transaction():
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", JOB_LOCKS, name):
             return None
+        run_id = await pool.fetchval("INSERT INTO job_run (job) VALUES ($1) RETURNING id", name)
         try:
-            run_id = await lock_conn.fetchval("INSERT INTO job_run (job) VALUES ($1) RETURNING id", name)
-            try:
-                detail = await work(pool, now, settings)
-                await finish(lock_conn, run_id, "ok", detail=json.dumps(detail or {}))
-            except asyncio.CancelledError:
-                await finish(lock_conn, run_id, "failed", error="cancelled: the app stopped during the run")
-                raise
-            except Exception as exc:
-                # The exception text, never the arguments or the environment
-                # (the settings hold the SMTP password).
-                log.exception("job %s failed (run %s)", name, run_id)
-                await finish(lock_conn, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            await alert(lock_conn, settings, name, run_id)
-            return run_id
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", JOB_LOCKS, name)
+            detail = await work(pool, now, settings)
+            await finish(pool, run_id, "ok", detail=json.dumps(detail or {}))
+        except asyncio.CancelledError:
+            await finish(pool, run_id, "failed", error="cancelled: the app stopped during the run")
+            raise
+        except Exception as exc:
+            # The exception text, never the arguments or the environment
+            # (the settings hold the SMTP password).
+            log.exception("job %s failed (run %s)", name, run_id)
+            await finish(pool, run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        async with pool.acquire() as conn:
+            await alert(conn, settings, name, run_id)
+        return run_id
 
 
-async def finish(conn: asyncpg.Connection, run_id: int, outcome: str, *,
+async def finish(conn: asyncpg.Connection | asyncpg.Pool, run_id: int, outcome: str, *,
                  detail: str = "{}", error: str | None = None) -> None:
     await conn.execute(
         "UPDATE job_run SET finished_at = clock_timestamp(), outcome = $2, detail = $3::jsonb, error = $4"

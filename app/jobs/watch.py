@@ -5,7 +5,7 @@ instance died mid-run never reaches run_job's alert. So a separate small job,
 every few minutes, looks at all of them from outside:
 
 - a run still 'running' after STUCK_AFTER while nobody holds its job's lock
-  (its instance died: the session lock died with its connection) is closed as
+  (its instance died: the lock died with its connection) is closed as
   failed, saying so, and goes through the failure alert like any failed run,
   so the health page and the streak see it;
 - a job that started no run for two rounds (app.jobs.health's overdue mark)
@@ -56,23 +56,26 @@ async def close_dead_runs(conn: asyncpg.Connection, settings: Settings, now: dat
     for run in await conn.fetch(STUCK_RUNS, now - STUCK_AFTER):
         stuck.setdefault(run["job"], []).append(run)
     for job, runs in stuck.items():
+        closing = []
         # Holding the lock ourselves proves no live instance runs the job; a
-        # round that starts meanwhile skips, as with any other instance.
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", locks, job):
-            continue  # a live run holds it: hanging perhaps, which the overdue alert reports
-        try:
+        # round that starts meanwhile skips, as with any other instance. It is
+        # a transaction's, so behind pgbouncer it is taken and let go on the
+        # one server connection the transaction keeps (see app.jobs).
+        async with conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", locks, job):
+                continue  # a live run holds it: hanging perhaps, which the overdue alert reports
             for run in runs:
                 error = (f"DeadRun: no end recorded {STUCK_AFTER.total_seconds() / 3600:g} h after its start "
                          f"({run['started_at']:%Y-%m-%d %H:%M:%S} UTC) and nobody runs the job: "
                          "its instance stopped during the run (closed by job-watch)")
-                updated = await conn.fetchval(
-                    "UPDATE job_run SET finished_at = clock_timestamp(), outcome = 'failed', error = $2"
-                    " WHERE id = $1 AND outcome = 'running' RETURNING true", run["id"], error)
-                if updated:
-                    closed += 1
-                    await alerts.after_run(conn, settings, job, run["id"], "failed", error)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", locks, job)
+                if await conn.fetchval(
+                        "UPDATE job_run SET finished_at = clock_timestamp(), outcome = 'failed', error = $2"
+                        " WHERE id = $1 AND outcome = 'running' RETURNING true", run["id"], error):
+                    closing.append((run["id"], error))
+        # Mailed once the closing is committed: the alert's claim (its primary key) keeps it to one.
+        for run_id, error in closing:
+            closed += 1
+            await alerts.after_run(conn, settings, job, run_id, "failed", error)
     return closed
 
 
