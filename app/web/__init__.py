@@ -11,11 +11,12 @@ from werkzeug.wrappers import Response
 
 
 def init_app(app: Quart) -> None:
-    from app.web import csrf, guards, headers
+    from app.web import csrf, guards, headers, unavailable
 
     app.before_request(guards.enforce)
     app.after_request(headers.secure)
     app.after_request(guards.write_cookies)
+    unavailable.init_app(app)
     # Globals, not a context processor: imported macros (_forms.html) see them too.
     app.jinja_env.globals.update(csrf_token=lambda: csrf.token_for(csrf.seed()), csrf_field=csrf.FIELD)
     app.context_processor(guards.template_globals)
