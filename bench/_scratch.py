@@ -94,14 +94,24 @@ async def make_tenants(admin_url: str, slugs: list[str]) -> list[Tenant]:
 
 async def add_user(conn: asyncpg.Connection, tenant_id, email: str, name: str, role: str, password: str):
     """A user who can sign in with `password`, holding the default role `role` (its seeded_as key); their id."""
+    return (await add_users(conn, tenant_id, [(email, name)], role, password))[0]
+
+
+async def add_users(conn: asyncpg.Connection, tenant_id, people: list[tuple[str, str]], role: str, password: str):
+    """add_user for each (email, name), all with one password, hashed once (Argon2 is slow on purpose); ids."""
     from app.accounts.passwords import hash_password
 
-    user = await conn.fetchval(
-        "INSERT INTO app_user (tenant_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4)"
-        " RETURNING id", tenant_id, email, name, hash_password(password))
-    await conn.execute("INSERT INTO role_assignment (tenant_id, role_id, user_id)"
-                       " SELECT $1, id, $2 FROM role WHERE tenant_id = $1 AND seeded_as = $3", tenant_id, user, role)
-    return user
+    password_hash = hash_password(password)
+    ids = []
+    for email, name in people:
+        user = await conn.fetchval(
+            "INSERT INTO app_user (tenant_id, email, display_name, password_hash) VALUES ($1, $2, $3, $4)"
+            " RETURNING id", tenant_id, email, name, password_hash)
+        await conn.execute("INSERT INTO role_assignment (tenant_id, role_id, user_id)"
+                           " SELECT $1, id, $2 FROM role WHERE tenant_id = $1 AND seeded_as = $3",
+                           tenant_id, user, role)
+        ids.append(user)
+    return ids
 
 
 async def schema_checksums(admin_url: str) -> dict[str, str]:

@@ -30,10 +30,7 @@ import asyncio
 import os
 import re
 import secrets
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -44,7 +41,7 @@ import asyncpg
 import httpx
 
 from _scratch import add_schema_argument, add_user, emit, log, make_tenants, schema_checksums, scratch_database
-from exceptions_list import PASSWORD, free_port, sign_in, wait_until_serving
+from exceptions_list import PASSWORD, served, sign_in
 from app.config import Settings
 from app.crypto import stream
 from app.crypto.keys import DataKey, current_key
@@ -52,7 +49,6 @@ from app.db import open_pool, set_tenant, tenant_transaction
 from app.evidence import aad_for
 from app.storage import new_object_name, open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 LINE = b"2026-11-01T10:00:00Z allow tcp 203.0.113.7:40122 -> 10.0.0.21:21 rule 17 (ftp01, vendor upload)\n"
 BOUNDARY = "----exceptao-bench"
@@ -95,17 +91,11 @@ async def body(csrf: str, path: Path):
 
 async def through_app(admin_url: str, env_extra: dict, data_dir: str, exception_path: str, path: Path,
                       repeat: int) -> dict:
-    port = free_port()
-    env = {**os.environ, **env_extra, "DATABASE_URL": admin_url, "EXCEPTAO_PORT": str(port),
-           "EXCEPTAO_HOST": "127.0.0.1", "EXCEPTAO_DATA_DIR": data_dir, "EXCEPTAO_JOBS": "off"}
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-demo"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     size = path.stat().st_size
     seconds = []
-    try:
+    async with served(admin_url, env_extra, data_dir) as (_, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300,
                                      headers={"Host": f"bench.localhost:{port}"}) as client:
-            await wait_until_serving(client, process)
             await sign_in(client, "requester@bench.example")
             page = await client.get(exception_path)
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
@@ -120,12 +110,6 @@ async def through_app(admin_url: str, env_extra: dict, data_dir: str, exception_
                 if response.status_code != 303:
                     raise RuntimeError(f"the upload answered {response.status_code}: {response.text[-500:]}")
                 log(f"upload {run + 1}/{repeat}: {seconds[-1]:.2f} s, {size / seconds[-1] / 1e6:.1f} MB/s")
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
     return figures(size, seconds)
 
 

@@ -36,13 +36,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 from time import perf_counter
+from typing import AsyncIterator
 
 import asyncpg
 import httpx
 
 from _scratch import add_schema_argument, add_user, emit, log, make_tenants, schema_checksums, scratch_database
+from app.audit import AuditAction
 from app.db import set_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +58,27 @@ PAGES = {
 }
 
 
+# The chain records each seeded exception's creation and events as the app's own calls would (same actions,
+# targets and data shape), in one statement: the chain trigger assigns seq and hashes as for any append.
+AUDIT_SEED = """
+SELECT count(audit_append(a.actor, a.action, 'exception', a.exception_id::text, a.data, NULL, NULL))
+  FROM (SELECT 'user:' || e.requester_id AS actor, $2 AS action, e.id AS exception_id, e.created_at AS at, 0 AS k,
+               jsonb_build_object('before', NULL, 'after', jsonb_build_object(
+                   'state', 'DRAFT', 'rating', e.likelihood * e.impact, 'starts_on', e.starts_on,
+                   'ends_on', e.ends_on, 'predecessor', NULL)) AS data
+          FROM exception e WHERE e.tenant_id = $1
+        UNION ALL
+        SELECT ev.actor, $3, ev.exception_id, ev.at, 1,
+               jsonb_build_object('before', jsonb_build_object('state', ev.from_state),
+                                  'after', jsonb_build_object('state', ev.to_state),
+                                  'approval_level', NULL, 'approvals_needed', 2, 'comment', ev.comment)
+          FROM exception_event ev WHERE ev.tenant_id = $1
+         ORDER BY at, k) AS a
+"""
+
+
 async def seed(admin_url: str, tenant_id, count: int) -> str:
-    """The exceptions and their people; returns the email of the approver who will read them."""
+    """The exceptions, their events and audit entries, their people; returns the email of the approver."""
     conn = await asyncpg.connect(admin_url)
     try:
         async with conn.transaction():
@@ -100,7 +122,9 @@ async def seed(admin_url: str, tenant_id, count: int) -> str:
                                (3, 'RETURNED', 'UNDER_REVIEW', NULL)) AS k(n, f, t, c)
                  WHERE e.tenant_id = $1
                 """, tenant_id)
-        await conn.execute("ANALYZE exception; ANALYZE exception_event; ANALYZE app_user")
+            await conn.fetchval(AUDIT_SEED, tenant_id, AuditAction.EXCEPTION_CREATE.value,
+                                AuditAction.EXCEPTION_TRANSITION.value)
+        await conn.execute("ANALYZE exception; ANALYZE exception_event; ANALYZE app_user; ANALYZE audit_log")
     finally:
         await conn.close()
     return "approver@bench.example"
@@ -147,31 +171,52 @@ async def measure(client: httpx.AsyncClient, path: str, samples: int, warmup: in
             "p95_ms": round(times[int(len(times) * 0.95) - 1], 2), "bytes": len(response.content)}
 
 
+@asynccontextmanager
+async def served(admin_url: str, env: dict | None = None,
+                 data_dir: str | None = None) -> AsyncIterator[tuple[subprocess.Popen, int]]:
+    """`exceptao serve` on the database in a subprocess on a free loopback port (jobs off); (process, port).
+
+    `env` adds settings; `data_dir` is its data directory (default: a temporary
+    one). Stopped with SIGINT (its clean shutdown) on exit, killed if it does
+    not stop within 20 s; its stderr is shown when it fails to start or the
+    caller fails.
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="exceptao-bench-") as scratch:
+        env = {**os.environ, **(env or {}), "DATABASE_URL": admin_url, "EXCEPTAO_PORT": str(port),
+               "EXCEPTAO_HOST": "127.0.0.1", "EXCEPTAO_DATA_DIR": data_dir or scratch, "EXCEPTAO_JOBS": "off"}
+        errors = Path(scratch) / "serve.log"
+        with errors.open("wb") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-demo"], cwd=ROOT, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                await wait_until_serving(client, process)
+            yield process, port
+        except BaseException:
+            log("exceptao serve's stderr, last lines:\n" + "\n".join(errors.read_text(errors="replace").splitlines()[-30:]))
+            raise
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 async def run(args) -> dict:
     async with scratch_database(args.sql_dir) as admin_url:
         [tenant] = await make_tenants(admin_url, ["bench"])
         log(f"seeding {args.exceptions} exceptions")
         email = await seed(admin_url, tenant.id, args.exceptions)
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="exceptao-bench-") as data_dir:
-            env = {**os.environ, "DATABASE_URL": admin_url, "EXCEPTAO_PORT": str(port), "EXCEPTAO_HOST": "127.0.0.1",
-                   "EXCEPTAO_DATA_DIR": data_dir, "EXCEPTAO_JOBS": "off"}
-            process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-demo"], cwd=ROOT, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            try:
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                             headers={"Host": f"bench.localhost:{port}"}) as client:
-                    await wait_until_serving(client, process)
-                    await sign_in(client, email)
-                    log("measuring")
-                    pages = {name: await measure(client, path, args.samples, args.warmup)
-                             for name, path in PAGES.items()}
-            finally:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        async with served(admin_url) as (_, port):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                         headers={"Host": f"bench.localhost:{port}"}) as client:
+                await sign_in(client, email)
+                log("measuring")
+                pages = {name: await measure(client, path, args.samples, args.warmup)
+                         for name, path in PAGES.items()}
         return {"benchmark": "exceptions_list", "exceptions": args.exceptions, "samples": args.samples,
                 "target_median_ms": 50, "pages": pages, "schema": await schema_checksums(admin_url)}
 
