@@ -79,7 +79,7 @@ async def create_operator(admin: asyncpg.Connection, key: bytes, email: str, nam
         await admin.execute(
             "INSERT INTO operator_account (id, email, display_name, password_hash, totp_secret)"
             " VALUES ($1, $2, $3, $4, $5)",
-            operator.id, email, name, passwords.hash_password(password),
+            operator.id, email, name, await passwords.hashed(password),
             secretbox.seal(key, secret.encode(), *_totp_context(operator.id)),
         )
     except asyncpg.UniqueViolationError:
@@ -114,7 +114,7 @@ async def _check(conn: asyncpg.Connection, key: bytes, email: str, password: str
         email,
     ) if email else None
     # One Argon2 verification whether or not the account exists.
-    if not passwords.verify_password(row["password_hash"] if row else None, password):
+    if not await passwords.verified(row["password_hash"] if row else None, password):
         return None
     if row["disabled_at"] is not None:
         return None
@@ -131,5 +131,5 @@ async def _check(conn: asyncpg.Connection, key: bytes, email: str, password: str
         return None
     if passwords.needs_rehash(row["password_hash"]):
         await conn.execute("UPDATE operator_account SET password_hash = $2 WHERE id = $1",
-                           row["id"], passwords.hash_password(password))
+                           row["id"], await passwords.hashed(password))
     return Operator(row["id"], row["email"], row["display_name"])

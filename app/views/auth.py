@@ -118,7 +118,7 @@ async def signin():
         if wait_until is not None:
             await audit(conn, AuditAction.SIGNIN_FAIL, user, reason="locked")
             return await refuse(TOO_MANY.format(wait=throttle.wait_words(wait_until, now)), 429)
-        if not passwords.verify_password(stored, password):
+        if not await passwords.verified(stored, password):
             failures = await throttle.signin_failed(conn, key(), *account)
             await audit(conn, AuditAction.SIGNIN_FAIL, user, reason="bad_password" if user else "unknown_account")
             if user is not None and failures == throttle.LOCK_AFTER:
@@ -131,7 +131,7 @@ async def signin():
             return await refuse(DISABLED, 403)
         if passwords.needs_rehash(stored):
             await conn.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
-                               user.id, passwords.hash_password(password))
+                               user.id, await passwords.hashed(password))
         csrf.renew()
         first_signin = user.signins == 0 and not user.has_second_factor
         token, g.session = await sessions.start(

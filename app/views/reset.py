@@ -103,7 +103,7 @@ async def set_new_password(token: str):
         if await resets.redeem(conn, token) is None:
             return await render("error.html", title="Link expired", message=DEAD_LINK, status=404)
         await conn.execute("UPDATE app_user SET password_hash = $2 WHERE id = $1",
-                           user.id, passwords.hash_password(password))
+                           user.id, await passwords.hashed(password))
         revoked = await sessions.revoke_all(conn, user.id)
         await throttle.signin_succeeded(conn, key(), g.tenant.id, user.email.lower())
         await audit(conn, AuditAction.PASSWORD_RESET, user, sessions_revoked=revoked, first_password=invited)

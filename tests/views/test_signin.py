@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
+from argon2 import PasswordHasher
+
+from app.accounts import passwords
 from app.audit.verify import verify_tenant
 from tests.web import PASSWORD, Browser, code_at, make_user, totp_secret_from
 
@@ -119,3 +124,34 @@ async def test_a_nul_in_the_email_is_refused_with_the_form_kept(browser, admin, 
     response = await browser.post("/signin", {"email": "uma\x00@example.com", "password": "x"})  # was a 500
     assert response.status_code == 400 and "cannot contain a NUL" in browser.last_body
     assert 'name="email"' in browser.last_body
+
+
+async def test_the_password_hash_runs_beside_the_event_loop_not_on_it(browser, admin, tenant, monkeypatch):
+    """Argon2's 50 ms run in a worker thread, so a sign-in does not stall every other request meanwhile."""
+    email = await make_user(admin, tenant)
+    old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)   # replaced at sign-in
+    await admin.execute("UPDATE app_user SET password_hash = $2 WHERE tenant_id = $1 AND email = $3",
+                        tenant.id, old, email)
+    threads: dict[str, set[int]] = {"verify": set(), "hash": set()}
+    real = passwords.hasher
+
+    class Watched:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def verify(self, *args):
+            threads["verify"].add(threading.get_ident())
+            return real.verify(*args)
+
+        def hash(self, *args):
+            threads["hash"].add(threading.get_ident())
+            return real.hash(*args)
+
+    monkeypatch.setattr(passwords, "hasher", Watched())
+    loop_thread = threading.get_ident()
+    assert (await sign_in(browser, email)).status_code == 303
+    stored = await admin.fetchval("SELECT password_hash FROM app_user WHERE tenant_id = $1 AND email = $2",
+                                  tenant.id, email)
+    assert stored != old and not passwords.needs_rehash(stored)       # both the check and the rehash happened
+    assert threads["verify"] and threads["hash"]
+    assert loop_thread not in threads["verify"] | threads["hash"]
