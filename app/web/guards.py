@@ -254,7 +254,8 @@ def factor_within(seconds: int) -> bool:
     return at is not None and datetime.now(timezone.utc) - at <= timedelta(seconds=seconds)
 
 
-def template_globals() -> dict:
+async def template_globals() -> dict:
+    # A coroutine function: Quart would run a plain one in a worker thread at every render.
     session = getattr(g, "session", None)
     return {"current_user": getattr(g, "user", None), "current_tenant": getattr(g, "tenant", None),
             "current_session_id": session.id if session else None, "current_access": getattr(g, "access", None)}
