@@ -257,27 +257,32 @@ async def events_of(conn: asyncpg.Connection, exception_id: UUID) -> list[asyncp
         exception_id)
 
 
+_CHAIN_COLUMNS = "e.id, e.title, e.state, e.starts_on, e.ends_on, e.justification, e.created_at"
+
+
 async def renewal_chain(conn: asyncpg.Connection, exception_id: UUID) -> list[asyncpg.Record]:
     """The exception, the ones it renews back to the original, and its renewals; oldest first.
 
     Each link has its justification, so an auditor can follow it across cycles.
     """
+    # Each step carries its row's columns, so no join back to exception at the end: with a few rows in the
+    # chain, the planner would still hash-join them against a scan of the tenant's every exception.
     return await conn.fetch(
-        """
+        f"""
         WITH RECURSIVE back AS (
-            SELECT e.id, e.predecessor_id, 0 AS step FROM exception e WHERE e.id = $1
+            SELECT {_CHAIN_COLUMNS}, e.predecessor_id, 0 AS step FROM exception e WHERE e.id = $1
             UNION ALL
-            SELECT p.id, p.predecessor_id, back.step - 1 FROM exception p JOIN back ON p.id = back.predecessor_id
+            SELECT {_CHAIN_COLUMNS}, e.predecessor_id, back.step - 1
+              FROM exception e JOIN back ON e.id = back.predecessor_id
         ), forward AS (
-            SELECT e.id, 0 AS step FROM exception e WHERE e.id = $1
+            SELECT {_CHAIN_COLUMNS}, 0 AS step FROM exception e WHERE e.id = $1
             UNION ALL
-            SELECT s.id, forward.step + 1 FROM exception s JOIN forward ON s.predecessor_id = forward.id
-        ), chain AS (
-            SELECT id, step FROM back UNION SELECT id, step FROM forward
+            SELECT {_CHAIN_COLUMNS}, forward.step + 1 FROM exception e JOIN forward ON e.predecessor_id = forward.id
         )
-        SELECT e.id, e.title, e.state, e.starts_on, e.ends_on, e.justification, e.created_at, chain.step
-          FROM chain JOIN exception e ON e.id = chain.id
-         ORDER BY chain.step
+        SELECT id, title, state, starts_on, ends_on, justification, created_at, step FROM back
+        UNION ALL
+        SELECT id, title, state, starts_on, ends_on, justification, created_at, step FROM forward WHERE step > 0
+        ORDER BY step
         """,
         exception_id)
 
