@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import pyotp
@@ -61,3 +63,27 @@ def test_sealed_secrets_open_only_in_their_place():
 def test_qr_code_is_svg_without_script_or_style():
     svg = totp.qr_svg(totp.provisioning_uri(totp.new_secret(), "a@example.com"))
     assert svg.startswith("<svg") and "<script" not in svg and "style=" not in svg
+
+
+async def test_no_more_password_hashes_run_at_once_than_there_are_hashers(monkeypatch):
+    """Each Argon2 hash holds 64 MiB while it runs: a burst of sign-ins waits for a hasher, it does not add up."""
+    stored = passwords.hash_password("violet kettle orbit 9")
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = passwords.hasher
+
+    class Slow:
+        def verify(self, *args):
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.05)
+            with lock:
+                running -= 1
+            return real.verify(*args)
+
+    monkeypatch.setattr(passwords, "hasher", Slow())
+    results = await asyncio.gather(*(passwords.verified(stored, "violet kettle orbit 9") for _ in range(8)))
+    assert results == [True] * 8
+    assert most == passwords.HASHERS == 2
