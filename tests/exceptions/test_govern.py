@@ -181,8 +181,8 @@ async def test_two_instances_and_a_restart_send_each_reminder_exactly_once(admin
         await asyncio.gather(*(run_job(p, scheduled[0].name, scheduled[0].work, settings=mail_settings, now=day)
                                for p in pools))
         assert await state(admin, e) == "ACTIVE"
-        # As if the advisory lock did not hold (it is a session lock, which
-        # pgbouncer in transaction pooling does not keep): the work itself, at once.
+        # As if the advisory lock did not hold (a misconfigured pool, a lock
+        # let go too early): the work itself, at once, must still be harmless.
         for job in scheduled[1:]:
             await asyncio.gather(*(job.work(p, day, mail_settings) for p in pools))
         for job in scheduled:  # and both instances' schedulers firing at once, three rounds

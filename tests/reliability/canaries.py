@@ -215,7 +215,7 @@ async def _through_the_app(site, browser: Browser, seeded: Seeded) -> None:
         await _upload(browser, parent, seeded.canary("file") + ".txt", content)
     exported = await browser.post("/admin/export")
     assert exported.status_code == 303, (exported.status_code, browser.last_body[:300])
-    # The job's work itself, not run_job: its session-level advisory lock is no part of what is probed here.
+    # The job's work itself, not run_job: its advisory lock and run record are no part of what is probed here.
     made = await export_tenant(site.app.extensions["pool"], seeded.tenant.id, datetime.now(timezone.utc),
                                site.app.config["EXCEPTAO"])
     assert made.get("exports_made") == 1, made
