@@ -55,6 +55,15 @@ ERROR_RESPONSES = {
     409: ("Conflict", "The exception's state does not allow this (for example a transition with no row allowing "
                       "it, or an edit of an exception under review).", "Error"),
     422: ("Unprocessable", "Named fields or parameters are wrong; `problems` says what each needs.", "Problems"),
+    503: ("Unavailable", "The database or file storage cannot be reached just now (restarting, for example); "
+                         "Retry-After says when to try again. A change whose answer was lost may have been saved: "
+                         "look before sending it again.", "Error"),
+}
+# Every operation that reads the database may answer 503 (app.web.unavailable); this document itself does not.
+NO_DATABASE = {"openapi.document"}
+RESPONSE_HEADERS = {
+    401: {"WWW-Authenticate": {"description": 'Bearer realm="exceptao"', "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
 }
 
 _SUMMARY = {
@@ -342,6 +351,8 @@ def _guarded(operation: dict, app: Quart) -> dict:
     view = app.view_functions.get(operation["operationId"])
     rule = access_rule(operation["operationId"], view) if view else None
     operation = dict(operation)
+    if operation["operationId"] not in NO_DATABASE:
+        operation["responses"] = {**operation["responses"], **_errors(503)}
     if rule == PUBLIC:
         operation["security"] = []
     elif rule and rule != MEMBER:
@@ -377,9 +388,8 @@ def document(app: Quart) -> dict:
                 "ExceptionId": {"name": "exception_id", "in": "path", "required": True, "schema": UUID},
             },
             "schemas": SCHEMAS,
-            "responses": {name: _json(_ref(schema), description, **({"headers": {"WWW-Authenticate": {
-                              "description": 'Bearer realm="exceptao"', "schema": {"type": "string"}}}}
-                              if status == 401 else {}))
+            "responses": {name: _json(_ref(schema), description,
+                                      **({"headers": RESPONSE_HEADERS[status]} if status in RESPONSE_HEADERS else {}))
                           for status, (name, description, schema) in ERROR_RESPONSES.items()},
         },
     }

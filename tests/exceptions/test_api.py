@@ -124,6 +124,11 @@ async def test_the_document_is_public_valid_openapi_and_describes_every_api_rout
             assert operation.get("x-required-capabilities", []) == ([] if rule == MEMBER else list(rule))
     assert spec["paths"]["/api/exceptions/{exception_id}/transitions"]["post"]["x-required-capabilities"] == [
         "exception.read"]
+    # Whatever reads the database may be answered 503 while it is unreachable (tests/reliability/test_restart.py).
+    unavailable = {(path, method) for path, method, _ in documented(spec)
+                   if spec["paths"][path][method]["responses"].get("503") == {"$ref": "#/components/responses/Unavailable"}}
+    assert unavailable == {(path, method) for path, method, _ in documented(spec)} - {("/api/openapi.json", "get")}
+    assert "Retry-After" in spec["components"]["responses"]["Unavailable"]["headers"]
 
 
 async def test_a_new_api_route_without_a_description_is_noticed(site):

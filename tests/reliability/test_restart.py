@@ -41,6 +41,7 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from openapi_schema_validator import OAS31Validator
 
 from app import access
 from app.access import tokens
@@ -344,6 +345,10 @@ async def test_while_postgresql_is_down_requests_are_answered_503_then_served_on
     assert "Temporarily unavailable" in form.browser.last_body
     assert "Try again in a few seconds" in form.browser.last_body
     assert listed.status_code == 503 and (await listed.get_json())["error"] == "Service Unavailable"
+    spec = await (await api.client.get("/api/openapi.json")).get_json()     # the answer is the documented one
+    documented = spec["paths"]["/api/exceptions"]["get"]["responses"]["503"]["$ref"]
+    schema = spec["components"]["responses"][documented.rsplit("/", 1)[1]]["content"]["application/json"]["schema"]
+    OAS31Validator({**schema, "components": spec["components"]}).validate(await listed.get_json())
 
     async def drafts() -> bool:
         return await api.draft(uuid.uuid4().hex) is not None and await form.draft(uuid.uuid4().hex) is not None
