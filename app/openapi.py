@@ -55,6 +55,8 @@ ERROR_RESPONSES = {
     409: ("Conflict", "The exception's state does not allow this (for example a transition with no row allowing "
                       "it, or an edit of an exception under review).", "Error"),
     422: ("Unprocessable", "Named fields or parameters are wrong; `problems` says what each needs.", "Problems"),
+    429: ("TooManyRequests", "Too many full walks of this chain in the last hour (6 from one address, 30 in all); "
+                             "the walk from the latest anchor is not limited.", "Error"),
     503: ("Unavailable", "The database or file storage cannot be reached just now (restarting, for example); "
                          "Retry-After says when to try again. A change whose answer was lost may have been saved: "
                          "look before sending it again.", "Error"),
@@ -63,6 +65,7 @@ ERROR_RESPONSES = {
 NO_DATABASE = {"openapi.document"}
 RESPONSE_HEADERS = {
     401: {"WWW-Authenticate": {"description": 'Bearer realm="exceptao"', "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait at most before trying again", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
 }
 
@@ -287,7 +290,8 @@ PATHS = {
                                       "Walk every row; by default only the rows after the latest anchor")],
         "responses": {"200": _json(_ref("Verdict"), "The chain is intact"),
                       "422": _json(_ref("Verdict"), "The chain is broken at `broken_at`"),
-                      "404": _json(_ref("Error"), "No tenant named, or no such tenant")}}},
+                      "404": _json(_ref("Error"), "No tenant named, or no such tenant"),
+                      **_errors(429)}}},
     "/api/audit/public": {"get": {
         "operationId": "audit_api.public", "tags": ["audit"],
         "summary": "Chain size and head of the tenants that publish them",

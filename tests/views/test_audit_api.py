@@ -102,3 +102,23 @@ async def test_verify_full_walks_every_row_in_the_same_format(client, admin, ten
     broken = await client.get("/api/audit/verify?full=1", headers={"X-Tenant": tenant.slug})
     assert broken.status_code == 422
     assert (await broken.get_json())["broken_at"] == 1
+
+
+async def test_full_walks_are_limited_and_the_walk_from_the_anchor_is_not(client, tenant):
+    """A full walk costs seconds of CPU per million rows and anyone may ask: an address gets 6 an hour, a tenant 30."""
+    async def full_walk(address: str):
+        return await client.get("/api/audit/verify?full=1", headers={"X-Tenant": tenant.slug},
+                                scope_base={"client": (address, 50000)})
+
+    assert [(await full_walk("192.0.2.1")).status_code for _ in range(6)] == [200] * 6
+    refused = await full_walk("192.0.2.1")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "3600"
+    body = await refused.get_json()
+    assert body["error"] == "Too Many Requests" and "without ?full=1" in body["message"]
+    anchored = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug},
+                                scope_base={"client": ("192.0.2.1", 50000)})
+    assert anchored.status_code == 200 and (await anchored.get_json())["ok"]
+    # Other addresses go on until the tenant's 30 are spent, counted from all of them.
+    others = [(await full_walk(f"192.0.2.{n}")).status_code for n in range(2, 26)]
+    assert others == [200] * 24
+    assert (await full_walk("192.0.2.99")).status_code == 429
