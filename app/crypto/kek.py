@@ -39,6 +39,10 @@ class KekError(RuntimeError):
     """The key-encryption key could not do what was asked: unreachable, refused, or the wrapped key is not its own."""
 
 
+class KekUnavailable(KekError):
+    """Vault could not be reached, or is sealed: a passing outage (a request meets it as a 503), not a refusal."""
+
+
 class KeyEncryptionKey(ABC):
     name: str
 
@@ -106,11 +110,13 @@ class VaultTransit(KeyEncryptionKey):
             if missing_ok:
                 return None
             raise KekError(f"Vault transit {what}: no key {self.key_name!r} at {self.addr}") from None
+        except hvac.exceptions.VaultDown:
+            raise KekUnavailable(f"Vault at {self.addr} is sealed or down for transit {what}") from None
         except hvac.exceptions.VaultError as exc:
             reason = "; ".join(exc.errors) if getattr(exc, "errors", None) else type(exc).__name__
             raise KekError(f"Vault transit {what} with key {self.key_name!r} at {self.addr} failed: {reason}") from None
         except requests.RequestException as exc:
-            raise KekError(f"Vault at {self.addr} could not be reached for transit {what}: "
+            raise KekUnavailable(f"Vault at {self.addr} could not be reached for transit {what}: "
                            f"{type(exc).__name__}") from None
 
     def wrap(self, key: bytes) -> bytes:

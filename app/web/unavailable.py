@@ -14,18 +14,22 @@ from __future__ import annotations
 import asyncpg
 from quart import Quart, current_app, jsonify, request
 
+from app.crypto.kek import KekUnavailable
+
 RETRY_AFTER_SECONDS = 5
-MESSAGE = ("Exceptao cannot reach a service it depends on (its database or file storage) just now. "
-           "Try again in a few seconds; if you were saving a change, look whether it was saved before sending "
-           "it again.")
+MESSAGE = ("Exceptao cannot reach a service it depends on (its database, file storage or key service) "
+           "just now. Try again in a few seconds; if you were saving a change, look whether it was saved before "
+           "sending it again.")
 
 # Any connection refused or reset (ConnectionError: PostgreSQL in practice, but
 # the object store or Vault too, hence the message's wording); the database
 # server gone or refusing (terminated by a shutdown or a crash, "the database
 # system is starting up"); and asyncpg's InternalClientError, raised when a
-# connection is cut in the middle of an operation (the pool then discards it).
+# connection is cut in the middle of an operation (the pool then discards it);
+# and Vault unreachable or sealed when a data key must be wrapped or unwrapped.
 CONNECTION_LOST = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                   asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError)
+                   asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError,
+                   KekUnavailable)
 
 
 def init_app(app: Quart) -> None:
@@ -52,8 +56,8 @@ async def database_unreachable(error: Exception):
 
     if not _lost_connection(error):
         raise error
-    current_app.logger.warning("database unreachable during %s %s: %s: %s", request.method, request.path,
-                               type(error).__name__, error)
+    current_app.logger.warning("a service (database, storage, Vault) unreachable during %s %s: %s: %s",
+                               request.method, request.path, type(error).__name__, error)
     if request.path.startswith("/api/"):
         response = jsonify({"error": "Service Unavailable", "message": MESSAGE})
         response.status_code = 503

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from argon2 import PasswordHasher
 
+from app import create_app
 from app.accounts import passwords
 from app.audit.verify import verify_tenant
 from tests.web import PASSWORD, Browser, code_at, make_user, totp_secret_from
@@ -155,3 +157,19 @@ async def test_the_password_hash_runs_beside_the_event_loop_not_on_it(browser, a
     assert stored != old and not passwords.needs_rehash(stored)       # both the check and the rehash happened
     assert threads["verify"] and threads["hash"]
     assert loop_thread not in threads["verify"] | threads["hash"]
+
+
+async def test_with_the_key_service_down_enrolment_says_so_and_enrols_nothing(settings, admin, tenant):
+    """Vault unreachable is an outage to wait out (503, Retry-After), not an application error."""
+    down = replace(settings, vault_addr="http://127.0.0.1:9", vault_token="not-a-real-token")
+    app = create_app(down)
+    async with app.test_app() as site:
+        browser = Browser(site.test_client(), f"{tenant.slug}.localhost")
+        email = await make_user(admin, tenant)
+        assert (await sign_in(browser, email)).headers["Location"] == "/account/totp?first=1"
+        page = await browser.get("/account/totp")
+    assert page.status_code == 503 and page.headers["Retry-After"].isdigit()
+    assert "Temporarily unavailable" in browser.last_body and "key service" in browser.last_body
+    assert "not-a-real-token" not in browser.last_body
+    assert await admin.fetchval("SELECT totp_enrolled_at FROM app_user WHERE tenant_id = $1 AND email = $2",
+                                tenant.id, email) is None
