@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from quart import Quart
 
+from app.audit import walk_limits
 from app.exceptions import LABELS, REQUIRED, TEXT_LIMITS
 from app.exceptions.query import DEFAULT_SORT, MAX_PER_PAGE, PER_PAGE, SEARCH_LIMIT, SORTS, STATES
 from app.views.api import MAX_EVENTS
@@ -55,8 +56,11 @@ ERROR_RESPONSES = {
     409: ("Conflict", "The exception's state does not allow this (for example a transition with no row allowing "
                       "it, or an edit of an exception under review).", "Error"),
     422: ("Unprocessable", "Named fields or parameters are wrong; `problems` says what each needs.", "Problems"),
-    429: ("TooManyRequests", "Too many full walks of this chain in the last hour (6 from one address, 30 in all); "
-                             "the walk from the latest anchor is not limited.", "Error"),
+    429: ("TooManyRequests", f"Too many long walks of this chain in the last hour: a check that recomputes more than "
+                             f"{walk_limits.LONG_WALK:,} rows (every row with full=1, or a chain with no usable anchor "
+                             f"or many rows after it) is allowed {walk_limits.PER_ASKER.hits} times an hour per client "
+                             f"address and {walk_limits.PER_TENANT.hits} per tenant; Retry-After says when. Shorter "
+                             "checks are not limited.", "Error"),
     503: ("Unavailable", "The database or file storage cannot be reached just now (restarting, for example); "
                          "Retry-After says when to try again. A change whose answer was lost may have been saved: "
                          "look before sending it again.", "Error"),

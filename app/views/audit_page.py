@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from quart import Blueprint, current_app, g, request, url_for
 
+from app.audit import walk_limits
 from app.audit.anchor_check import anchoring_state, authority
 from app.audit.verify import verify_tenant
 from app.db import tenant_transaction
@@ -32,11 +33,18 @@ BUNDLE = "audit_bundle.download"
 async def index():
     full = request.args.get("full", "") == "1"
     configured = settings()
-    verdict = await verify_tenant(pool(), g.tenant.id, configured, full=full)
+    # A long walk is counted like the API's (app.audit.walk_limits), per person: past the limit the
+    # page still shows the anchors and the authority, with why there is no verdict this time.
+    allowed = await walk_limits.walk_allowed(pool(), configured, g.tenant.id, full=full, asker=("user", g.user.id))
+    verdict = await verify_tenant(pool(), g.tenant.id, configured, full=full) if allowed else None
     async with tenant_transaction(pool(), g.tenant.id, readonly=True) as conn:
         state = await anchoring_state(conn, g.tenant.id, authority(configured))
     [job] = [for_tenant_admins(j) for j in await job_health(pool(), [j for j in JOBS if j.name == ANCHOR_JOB])]
-    return await render(
-        "audit/index.html", verdict=verdict, state=state, job=job, full=full,
+    response = await render(
+        "audit/index.html", verdict=verdict, state=state, job=job, full=full, refused=walk_limits.TOO_MANY,
         authority_url=bool(configured.tsa_url), ca_file=configured.tsa_ca_file is not None,
-        bundle_url=url_for(BUNDLE) if BUNDLE in current_app.view_functions else None)
+        bundle_url=url_for(BUNDLE) if BUNDLE in current_app.view_functions else None,
+        status=200 if allowed else 429)
+    if not allowed:
+        response.headers["Retry-After"] = str(walk_limits.RETRY_AFTER)
+    return response

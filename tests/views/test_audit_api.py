@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+from dataclasses import replace
+from datetime import datetime, timezone
+
 import asyncpg
+import pytest
 
 from app import create_app
+from app.audit import walk_limits
+from app.audit.anchor import anchor_tenant
 from app.config import Settings
 from tests.conftest import tampering
 
@@ -104,21 +110,48 @@ async def test_verify_full_walks_every_row_in_the_same_format(client, admin, ten
     assert (await broken.get_json())["broken_at"] == 1
 
 
-async def test_full_walks_are_limited_and_the_walk_from_the_anchor_is_not(client, tenant):
-    """A full walk costs seconds of CPU per million rows and anyone may ask: an address gets 6 an hour, a tenant 30."""
-    async def full_walk(address: str):
-        return await client.get("/api/audit/verify?full=1", headers={"X-Tenant": tenant.slug},
-                                scope_base={"client": (address, 50000)})
+async def walk(client, tenant, address: str, query: str = "?full=1"):
+    return await client.get(f"/api/audit/verify{query}", headers={"X-Tenant": tenant.slug},
+                            scope_base={"client": (address, 50000)})
 
-    assert [(await full_walk("192.0.2.1")).status_code for _ in range(6)] == [200] * 6
-    refused = await full_walk("192.0.2.1")
+
+@pytest.fixture
+def long_from_one_row(monkeypatch):
+    """Every walk of one row or more counts as long, so a test chain of a few rows stands for a million."""
+    monkeypatch.setattr(walk_limits, "LONG_WALK", 0)
+
+
+async def test_long_walks_are_limited_per_address_and_per_tenant(client, tenant, long_from_one_row):
+    """A long walk costs seconds of CPU per million rows and anyone may ask: an address gets 6 an hour, a tenant 30."""
+    assert [(await walk(client, tenant, "192.0.2.1")).status_code for _ in range(6)] == [200] * 6
+    refused = await walk(client, tenant, "192.0.2.1")
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "3600"
     body = await refused.get_json()
-    assert body["error"] == "Too Many Requests" and "without ?full=1" in body["message"]
-    anchored = await client.get("/api/audit/verify", headers={"X-Tenant": tenant.slug},
-                                scope_base={"client": ("192.0.2.1", 50000)})
-    assert anchored.status_code == 200 and (await anchored.get_json())["ok"]
+    assert body["error"] == "Too Many Requests" and "full=1" in body["message"] and "bundle" in body["message"]
+    # This chain has no anchor: the default check walks every row too, so leaving out ?full=1 is no way round.
+    assert (await walk(client, tenant, "192.0.2.1", "")).status_code == 429
     # Other addresses go on until the tenant's 30 are spent, counted from all of them.
-    others = [(await full_walk(f"192.0.2.{n}")).status_code for n in range(2, 26)]
+    others = [(await walk(client, tenant, f"192.0.2.{n}")).status_code for n in range(2, 26)]
     assert others == [200] * 24
-    assert (await full_walk("192.0.2.99")).status_code == 429
+    assert (await walk(client, tenant, "192.0.2.99")).status_code == 429
+    assert (await walk(client, tenant, "192.0.2.99", "")).status_code == 429
+
+
+async def test_short_walks_are_not_limited(client, tenant):
+    """A full walk of a small chain costs less than a page view: no count, however often."""
+    assert [(await walk(client, tenant, "192.0.2.1")).status_code for _ in range(10)] == [200] * 10
+
+
+async def test_the_walk_from_a_recent_anchor_is_not_limited(pool, tenant, settings, tsa, long_from_one_row):
+    """With an anchor on the head, the default check walks nothing and stays free; ?full=1 is still counted."""
+    anchoring = replace(settings, tsa_url=tsa.url, tsa_ca_file=tsa.ca)
+    assert await anchor_tenant(pool, tenant.id, datetime.now(timezone.utc), anchoring) == {"anchored": 1}
+    app = create_app(anchoring)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        assert [(await walk(client, tenant, "192.0.2.1")).status_code for _ in range(6)] == [200] * 6
+        assert (await walk(client, tenant, "192.0.2.1")).status_code == 429
+        fast = [await walk(client, tenant, "192.0.2.1", "") for _ in range(10)]
+        assert [r.status_code for r in fast] == [200] * 10
+        assert (await fast[-1].get_json())["mode"] == "from_anchor"
+

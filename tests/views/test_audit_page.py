@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app import create_app
+from app.audit import walk_limits
 from app.audit.anchor import RETRY_FIRST, AnchorFailed, anchor_tenant
 from tests.audit.test_anchor import append
 from tests.conftest import tampering
@@ -104,3 +105,28 @@ async def test_without_audit_read_the_page_is_refused_and_not_linked(audit_site,
     assert (await browser.get("/audit")).status_code == 403
     await browser.get("/")
     assert 'href="/audit"' not in browser.last_body
+
+
+async def test_long_walks_from_the_page_are_limited_per_person_and_the_rest_of_the_page_stays(
+        audit_site, admin, pool, tenant, anchoring, monkeypatch):
+    """The page's long walks are counted like the API's, per person: the seventh in an hour gets no verdict."""
+    monkeypatch.setattr(walk_limits, "LONG_WALK", 0)  # the test's few rows stand for a million
+    browser = await auditor(audit_site, admin, tenant)
+    assert await anchor_tenant(pool, tenant.id, NOW, anchoring) == {"anchored": 1}
+    head = await admin.fetchval("SELECT max(seq) FROM audit_log WHERE tenant_id = $1", tenant.id)
+    assert [(await browser.get("/audit?full=1")).status_code for _ in range(6)] == [200] * 6
+
+    refused = await browser.get("/audit?full=1")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "3600"
+    page = browser.last_body
+    verdict = section(page, "verdict")
+    assert 'id="refused"' in verdict and "audit bundle" in verdict and "The chain verifies" not in verdict
+    assert re.search(rf'<tr id="anchor-{head}">.*?verified', section(page, "anchors"), re.S)
+    assert no_inline_script_or_style(page)
+    # The anchor is on the head: the default check walks nothing and is not counted.
+    assert (await browser.get("/audit")).status_code == 200
+    assert "The chain verifies" in section(browser.last_body, "verdict")
+    # Another auditor has their own six.
+    other, email, _ = await member(audit_site, admin, tenant, name="Otto Other")
+    await give_role(admin, tenant, email, "auditor")
+    assert (await other.get("/audit?full=1")).status_code == 200
