@@ -18,7 +18,7 @@
 | EXCEPTAO_VAULT_TOKEN (or VAULT_TOKEN) | unset | the token for transit: encrypt and decrypt on the key; `exceptao keys rotate` also needs rotate, rewrap and read |
 | EXCEPTAO_VAULT_TRANSIT_KEY / EXCEPTAO_VAULT_TRANSIT_MOUNT | exceptao / transit | the transit key's name and the engine's mount path |
 | EXCEPTAO_VAULT_CACERT (or VAULT_CACERT) | unset: the system's CAs | a CA bundle that signed Vault's TLS certificate |
-| EXCEPTAO_SESSION_IDLE_MINUTES | 30 | a session unused this long is over |
+| EXCEPTAO_SESSION_IDLE_MINUTES | 30 | a session unused this long is over (counted from when it was last marked seen, at most once a minute: it may end up to a minute sooner) |
 | EXCEPTAO_SESSION_HOURS | 12 | a session is over this long after sign-in, used or not |
 | EXCEPTAO_SMTP_HOST / EXCEPTAO_SMTP_PORT | 127.0.0.1 / 25 | where mail is sent: password resets at once, reminders through the outbox job |
 | EXCEPTAO_SMTP_USER / EXCEPTAO_SMTP_PASSWORD / EXCEPTAO_SMTP_STARTTLS | unset / unset / off | SMTP sign-in; STARTTLS when `on` |

@@ -109,3 +109,26 @@ async def test_recovery_code_signs_in_once(site, admin, tenant):
         await sign_in(fresh, email)
         await fresh.get("/signin/factor")
         assert (await fresh.post("/signin/factor", {"code": attempt})).status_code == expected
+
+
+async def test_a_session_is_marked_seen_at_most_once_a_minute(browser, admin, tenant):
+    """Marking every page view made each GET a write; the idle timeout still counts from the last mark."""
+    email = await make_user(admin, tenant)
+    await sign_in(browser, email)
+    live = "SELECT last_seen_at, xmin::text AS version, now() AS now FROM user_session" \
+           " WHERE tenant_id = $1 AND revoked_at IS NULL"
+    await admin.execute("UPDATE user_session SET last_seen_at = now() - interval '5 minutes'"
+                        " WHERE tenant_id = $1 AND revoked_at IS NULL", tenant.id)
+    assert (await browser.get("/account")).status_code == 200
+    marked = await admin.fetchrow(live, tenant.id)
+    assert (marked["now"] - marked["last_seen_at"]).total_seconds() < 5
+    for _ in range(3):
+        assert (await browser.get("/account")).status_code == 200
+    again = await admin.fetchrow(live, tenant.id)
+    assert (again["last_seen_at"], again["version"]) == (marked["last_seen_at"], marked["version"])  # not written
+
+    await admin.execute("UPDATE user_session SET last_seen_at = now() - interval '61 seconds'"
+                        " WHERE tenant_id = $1 AND revoked_at IS NULL", tenant.id)
+    assert (await browser.get("/account")).status_code == 200
+    later = await admin.fetchrow(live, tenant.id)
+    assert (later["now"] - later["last_seen_at"]).total_seconds() < 5
