@@ -198,7 +198,8 @@ async def measure_http(admin_url: str, tenant, emails: list[str], paths: dict[st
                 http[page] = []
                 for c in plan.concurrency:
                     sampler.phase = f"{page} c{c}"
-                    run = await http_load.page_load(users[:c], paths[page], plan.http_seconds, plan.http_warmup)
+                    run = await http_load.page_load(users[:c], paths[page], plan.http_seconds, plan.http_warmup,
+                                                    http_load.CpuMeter(process.pid))
                     log(f"{page} at {c}: p95 {run['latency_ms']['p95']} ms, {run['requests_per_s']}/s,"
                         f" {run['errors']} errors")
                     http[page].append(run)
@@ -297,12 +298,14 @@ def summary(results: dict) -> str:
              "| figure | target | measured | met |", "|---|---|---|---|"]
     for t in results["targets"].values():
         lines.append(f"| {t['what']} | {t['comparison']} {t['target']:,} | {t['value']:,} | {'yes' if t['met'] else 'NO'} |")
-    lines += ["", "| page | concurrency | p50 ms | p95 ms | p99 ms | req/s | errors |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| page | concurrency | p50 ms | p95 ms | p99 ms | req/s | errors | CPU ms per answer:"
+              " app / PostgreSQL / client | machine busy |", "|---|---|---|---|---|---|---|---|---|"]
     for page, runs in results["figures"]["http"].items():
         for r in runs:
-            q = r["latency_ms"]
+            q, cpu = r["latency_ms"], r["cpu_per_answer"]
             lines.append(f"| {page} | {r['concurrency']} | {q['p50']} | {q['p95']} | {q['p99']} |"
-                         f" {r['requests_per_s']} | {r['errors']} |")
+                         f" {r['requests_per_s']} | {r['errors']} | {cpu['app_ms']} / {cpu['postgresql_ms']} /"
+                         f" {cpu['client_ms']} | {cpu['machine_busy']:.0%} |")
     return "\n".join(lines) + "\n"
 
 

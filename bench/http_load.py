@@ -9,6 +9,13 @@ request as soon as the previous one is answered (a closed loop), for a fixed
 time after an unmeasured warm-up. Any answer but 200, and any transport error,
 is counted as an error; a run with errors is not a valid result.
 
+Where each answer's CPU went is read from /proc around each measured run:
+the app process's own CPU time, all PostgreSQL processes' together (any other
+work on the same server counts too) and this load generator's, each divided
+by the answers, and how busy the machine's CPUs were meanwhile. On a machine
+where all three share the CPUs this says how fast the pages could be served
+here at best.
+
 The server's resident memory is read from /proc/<pid>/status every
 `interval` seconds while the load runs: VmRSS (plus any child processes it
 started), and VmHWM, the kernel's own peak, reset when the load begins so it
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
 import statistics
 from collections import Counter
@@ -98,16 +106,75 @@ async def closed_loop(users: list[httpx.AsyncClient], next_path: Callable[[int],
     return tally, perf_counter() - started
 
 
-async def page_load(users: list[httpx.AsyncClient], paths: list[str], seconds: float, warmup: float) -> dict:
-    """Latency percentiles, answers per second and errors of `users` requesting `paths` in turn."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of one process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL process on this machine so far (those that end meanwhile are not counted)."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            total += process_cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended between the listing and the read
+    return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
+
+
+class CpuMeter:
+    """Where the CPU went between start() and per_answer(): app, PostgreSQL and this client, per answer."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+
+    def _read(self) -> tuple[float, float, float, tuple[float, float]]:
+        times = os.times()
+        return (process_cpu_seconds(self.server_pid), postgres_cpu_seconds(), times.user + times.system,
+                machine_cpu_seconds())
+
+    def start(self) -> None:
+        self.started = self._read()
+
+    def per_answer(self, answers: int) -> dict:
+        (app0, pg0, me0, (busy0, all0)), (app1, pg1, me1, (busy1, all1)) = self.started, self._read()
+        ms = (lambda seconds: round(seconds * 1e3 / answers, 2)) if answers else (lambda seconds: None)
+        return {"app_ms": ms(app1 - app0), "postgresql_ms": ms(pg1 - pg0), "client_ms": ms(me1 - me0),
+                "machine_busy": round((busy1 - busy0) / (all1 - all0), 3) if all1 > all0 else None}
+
+
+async def page_load(users: list[httpx.AsyncClient], paths: list[str], seconds: float, warmup: float,
+                    cpu: CpuMeter | None = None) -> dict:
+    """Latency percentiles, answers per second and errors of `users` requesting `paths` in turn; CPU per answer."""
     turns = [itertools.count(k) for k in range(len(users))]  # user k starts at path k: not all on one row
 
     def next_path(k: int) -> str:
         return paths[next(turns[k]) % len(paths)]
 
     await closed_loop(users, next_path, warmup)
+    if cpu is not None:
+        cpu.start()
     tally, elapsed = await closed_loop(users, next_path, seconds)
     ok = tally.statuses[200]
+    cpu_per_answer = cpu.per_answer(ok) if cpu is not None else None
     errors = sum(tally.statuses.values()) - ok + sum(tally.failures.values())
     cuts = statistics.quantiles(tally.latencies, n=100, method="inclusive") if len(tally.latencies) > 1 else None
     ms = (lambda q: round(cuts[q - 1] * 1e3, 2)) if cuts else (lambda q: None)
@@ -118,6 +185,7 @@ async def page_load(users: list[httpx.AsyncClient], paths: list[str], seconds: f
         "requests_per_s": round(ok / elapsed, 1),
         "latency_ms": {"p50": ms(50), "p95": ms(95), "p99": ms(99),
                        "max": round(max(tally.latencies) * 1e3, 2) if tally.latencies else None},
+        "cpu_per_answer": cpu_per_answer,
     }
 
 

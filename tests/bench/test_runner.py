@@ -39,6 +39,9 @@ def test_a_quick_run_writes_every_figure_and_valid_plots(server_url, tmp_path):
         for r in runs:
             assert r["ok"] > 0 and r["errors"] == 0 and r["requests_per_s"] > 0, (page, r)
             assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p95"] <= r["latency_ms"]["p99"], (page, r)
+            cpu = r["cpu_per_answer"]  # every answer costs the app, PostgreSQL and the client some CPU
+            assert cpu["app_ms"] > 0 and cpu["postgresql_ms"] > 0 and cpu["client_ms"] > 0, (page, r)
+            assert 0 < cpu["machine_busy"] <= 1, (page, r)
     memory = figures["memory"]
     assert 0 < memory["before_load_mb"] <= memory["peak_mb"] and len(memory["samples"]) > 1
     for key in TARGETS:
