@@ -146,9 +146,9 @@ async def measure_verify(admin_url: str, tenant, settings, plan: Plan) -> dict:
             "anchor_seconds": round(anchor_seconds, 1), "full": full, "from_anchor": fast}
 
 
-# Written before each timed phase: the pages that seeding dirtied (a million-row chain is about a gigabyte of
-# WAL) would otherwise be flushed by a checkpoint that lands in the middle of the timed walks or loads, where in
-# service the checkpointer spreads such writes out over minutes.
+# Before each timed phase the pages that seeding dirtied are written out, so every phase starts from the same
+# state and none pays for the one before it. It was added on the guess that a checkpoint slowed the verify walks;
+# it did not change them (bench/README.md), the machine's speed of the moment did.
 SETTLE = "CHECKPOINT"
 
 
